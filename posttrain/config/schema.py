@@ -1,0 +1,215 @@
+"""Structured config dataclasses. Defaults live here and nowhere else.
+
+Hydra validates every YAML and command-line override against these classes, so an unknown key or
+a wrong type fails at start with a message naming the key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+
+from data_recipes.config import RecipeConfig
+
+
+def _f(default: Any, help: str) -> Any:
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class ModelConfig:
+    """The starting model: a tiny random NemotronH, or any HF checkpoint / hub id."""
+
+    kind: str = _f("tiny", "tiny: build a random NemotronH from the fields below; hf: load `path`.")
+    path: str | None = _f(None, "kind=hf: local checkpoint dir or hub id.")
+    trust_remote_code: bool = _f(False, "Allow custom modelling code from the checkpoint (off by default).")
+    dtype: str = _f("float32", "Parameter dtype: float32, bfloat16 or float16.")
+    vocab_size: int = _f(4096, "Tiny only: tokenizer base vocabulary (the built-in BPE size).")
+    hidden_size: int = _f(128, "Tiny only: model width.")
+    hybrid_override_pattern: str = _f("M-M*-M*-", "Tiny only: layers; M Mamba2, - MLP, * attention.")
+    num_attention_heads: int = _f(4, "Tiny only: attention heads.")
+    num_key_value_heads: int = _f(2, "Tiny only: KV heads (GQA).")
+    head_dim: int = _f(32, "Tiny only: attention head dim.")
+    intermediate_size: int = _f(256, "Tiny only: MLP width (relu^2 as in Nemotron-H).")
+    ssm_state_size: int = _f(16, "Tiny only: Mamba2 state size.")
+    mamba_num_heads: int = _f(8, "Tiny only: Mamba2 heads.")
+    mamba_head_dim: int = _f(32, "Tiny only: Mamba2 head dim (heads*head_dim = 2*hidden).")
+    n_groups: int = _f(1, "Tiny only: Mamba2 groups.")
+    chunk_size: int = _f(64, "Tiny only: Mamba2 scan chunk size.")
+    max_position_embeddings: int = _f(2048, "Tiny only: context length.")
+    tie_word_embeddings: bool = _f(True, "Tiny only: tie input and output embeddings.")
+    seed: int = _f(0, "Tiny only: init seed.")
+
+
+@dataclass
+class StageConfig:
+    """Fields shared by every stage."""
+
+    kind: str = _f("???", "Stage kind: sft, preference, dpo, grpo, merge or eval.")
+    input: str | None = _f(None, "Input checkpoint: null = previous stage; a stage name; or a path / hub id.")
+
+
+@dataclass
+class TrainStageConfig(StageConfig):
+    """Fields shared by the TRL-backed training stages."""
+
+    max_steps: int = _f(100, "Optimizer steps.")
+    learning_rate: float = _f(1e-3, "Peak learning rate.")
+    lr_scheduler_type: str = _f("cosine", "HF scheduler name.")
+    warmup_steps: int = _f(0, "Warmup steps.")
+    weight_decay: float = _f(0.0, "AdamW weight decay.")
+    per_device_train_batch_size: int = _f(8, "Micro-batch size per process.")
+    gradient_accumulation_steps: int = _f(1, "Micro-batches per optimizer step.")
+    max_grad_norm: float = _f(1.0, "Gradient clipping norm.")
+    save_steps: int = _f(25, "Save a resumable trainer checkpoint every N steps.")
+    save_total_limit: int = _f(2, "Keep at most N trainer checkpoints.")
+    logging_steps: int = _f(5, "Log metrics every N steps.")
+    categories: list[str] = _f([], "Train only on these categories (empty: all).")
+    use_cpu: bool | None = _f(None, "Force CPU; null = automatic (CPU when no accelerator).")
+    bf16: bool | None = _f(None, "bf16 mixed precision; null = on with a capable GPU, off on CPU.")
+    gradient_checkpointing: bool = _f(False, "Trade compute for memory.")
+    lora_r: int = _f(0, "LoRA rank; 0 trains all parameters.")
+    lora_alpha: int = _f(16, "LoRA alpha.")
+    lora_target_modules: list[str] = _f(["in_proj", "q_proj", "k_proj", "v_proj", "o_proj", "up_proj", "down_proj"], "LoRA targets.")
+    trainer_args: dict[str, Any] = _f({}, "Extra keyword arguments passed verbatim to the TRL config class.")
+
+
+@dataclass
+class SFTStageConfig(TrainStageConfig):
+    kind: str = "sft"
+    max_length: int = _f(512, "Max tokens per (packed) training sequence.")
+    packing: bool = _f(True, "Pack samples into full-length sequences.")
+    packing_strategy: str = _f("auto", "auto: bfd on GPU with mamba kernels, wrapped otherwise; or bfd/wrapped.")
+    assistant_only_loss: bool = _f(True, "Loss on assistant tokens only (template generation tags).")
+    only_truncated: bool = _f(False, "Train only on truncated-thinking samples (Nano 2 SFT stage 3).")
+    eval_steps: int = _f(50, "Evaluate on the validation split every N steps (0: only at the end).")
+
+
+@dataclass
+class PreferenceStageConfig(StageConfig):
+    kind: str = "preference"
+    num_samples: int = _f(4, "Completions sampled per prompt (k).")
+    max_prompts: int = _f(64, "Prompts drawn from the RL train split.")
+    categories: list[str] = _f(["tool_calling", "math", "code", "chat", "safety"], "Domains to mine pairs from.")
+    temperature: float = _f(1.0, "Sampling temperature.")
+    top_p: float = _f(1.0, "Nucleus sampling.")
+    max_new_tokens: int = _f(96, "Max completion tokens.")
+    batch_size: int = _f(16, "Prompts per generation batch.")
+    pass_threshold: float = _f(1.0, "A completion passes when its verifier reward is at least this.")
+    max_pairs_per_prompt: int = _f(1, "Pairs kept per prompt.")
+
+
+@dataclass
+class DPOStageConfig(TrainStageConfig):
+    kind: str = "dpo"
+    dataset_from: str = _f("preference", "Stage whose preference dataset to train on.")
+    beta: float = _f(0.1, "DPO temperature beta.")
+    loss_type: str = _f("sigmoid", "TRL DPO loss type.")
+    max_length: int = _f(384, "Max prompt+completion tokens.")
+    learning_rate: float = _f(2e-4, "Peak learning rate.")
+    max_steps: int = _f(30, "Optimizer steps.")
+
+
+@dataclass
+class GRPOStageConfig(TrainStageConfig):
+    kind: str = "grpo"
+    num_generations: int = _f(4, "Completions per prompt (the group).")
+    max_completion_length: int = _f(96, "Max completion tokens.")
+    temperature: float = _f(1.0, "Sampling temperature.")
+    beta: float = _f(0.0, "KL coefficient to the reference (0: no reference model).")
+    rewards: list[str] = _f(["correctness", "format"], "Reward functions: correctness, format, length.")
+    reward_weights: list[float] = _f([], "Weights per reward (empty: all 1).")
+    length_budget: int = _f(64, "Thinking budget for the length penalty (tokens).")
+    length_slope: float = _f(0.5, "Length penalty per unit overshoot fraction.")
+    max_prompts: int = _f(0, "Use at most N prompts (0: all).")
+    learning_rate: float = _f(1e-4, "Peak learning rate.")
+    max_steps: int = _f(30, "Optimizer steps.")
+
+
+@dataclass
+class MergeStageConfig(StageConfig):
+    kind: str = "merge"
+    other: str = _f("???", "Second checkpoint: a stage name or a path / hub id.")
+    alpha: float = _f(0.5, "Weight of `input`; the merge is alpha*input + (1-alpha)*other.")
+
+
+@dataclass
+class EvalStageConfig(StageConfig):
+    kind: str = "eval"
+    split: str = _f("test", "Held-out split of the RL view.")
+    max_per_category: int = _f(32, "Prompts per category and mode.")
+    max_new_tokens: int = _f(128, "Generation budget per answer.")
+    batch_size: int = _f(32, "Prompts per generation batch.")
+    baselines: list[str] = _f([], "Other stages (or 'init') to evaluate side by side.")
+
+
+STAGE_SCHEMAS: dict[str, type[StageConfig]] = {
+    "sft": SFTStageConfig,
+    "preference": PreferenceStageConfig,
+    "dpo": DPOStageConfig,
+    "grpo": GRPOStageConfig,
+    "merge": MergeStageConfig,
+    "eval": EvalStageConfig,
+}
+
+
+@dataclass
+class PipelineConfig:
+    name: str = _f("nano2_tiny", "Pipeline name.")
+    stages: list[str] = _f([], "Stage names in run order; each names a node under `stage`.")
+
+
+@dataclass
+class LauncherConfig:
+    kind: str = _f("local", "local, torchrun or slurm.")
+    nproc: int = _f(1, "Processes per node (torchrun / slurm).")
+    nodes: int = _f(1, "Nodes (slurm).")
+    partition: str | None = _f(None, "Slurm partition.")
+    account: str | None = _f(None, "Slurm account.")
+    gpus_per_node: int = _f(0, "Slurm GPUs per node.")
+    cpus_per_task: int = _f(2, "Slurm CPUs per task.")
+    mem: str = _f("8G", "Slurm memory per node.")
+    time: str = _f("01:00:00", "Slurm time limit.")
+    signal_seconds: int = _f(120, "Seconds before the time limit to send USR1 (preemption save).")
+    container_image: str | None = _f(None, "Container image (pyxis).")
+    container_mounts: str | None = _f(None, "Container mounts (pyxis).")
+    extra_sbatch: list[str] = _f([], "Extra #SBATCH lines, verbatim.")
+    stage_overrides: dict[str, Any] = _f({}, "Per-stage launcher overrides: {stage_name: {field: value}}.")
+
+
+@dataclass
+class LoggerConfig:
+    kind: str = _f("jsonl", "jsonl (always written) or wandb (also logs to W&B).")
+    project: str = _f("posttrain", "W&B project.")
+    entity: str | None = _f(None, "W&B entity.")
+    mode: str | None = _f(None, "W&B mode: online/offline/disabled; null = offline without WANDB_API_KEY.")
+    tags: list[str] = _f([], "W&B tags.")
+
+
+@dataclass
+class RootConfig:
+    run_dir: str = _f("runs/default", "Pipeline run directory; stages write <run_dir>/<NN>_<stage>/.")
+    seed: int = _f(0, "Global seed.")
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: RecipeConfig = field(default_factory=RecipeConfig)
+    stage: dict[str, Any] = _f({}, "Stage configs by name (schemas by kind: sft, preference, dpo, ...).")
+    launcher: LauncherConfig = field(default_factory=LauncherConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    deepspeed: dict[str, Any] | None = _f(None, "DeepSpeed config dict (+deepspeed=zero2|zero3).")
+
+
+def register_configs() -> None:
+    """Register the schemas with Hydra's ConfigStore (idempotent)."""
+    cs = ConfigStore.instance()
+    cs.store(name="posttrain_schema", node=RootConfig)
+    cs.store(group="model", name="model_schema", node=ModelConfig)
+    cs.store(group="data", name="recipe_schema", node=RecipeConfig)
+    cs.store(group="launcher", name="launcher_schema", node=LauncherConfig)
+    cs.store(group="logger", name="logger_schema", node=LoggerConfig)
+    for kind, schema in STAGE_SCHEMAS.items():
+        cs.store(group="stage", name=f"{kind}_schema", node=schema)

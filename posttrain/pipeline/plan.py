@@ -1,0 +1,105 @@
+"""Turn a composed config into an ordered, validated plan of stages (before any work starts)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from posttrain import PosttrainError
+from posttrain.config.schema import STAGE_SCHEMAS
+
+INIT = "init"
+
+
+@dataclass
+class PlannedStage:
+    name: str
+    kind: str
+    index: int
+    cfg: Any  # typed DictConfig of the stage's schema
+    input: str  # a stage name (incl. "init") or an external path / hub id
+    refs: dict[str, str] = field(default_factory=dict)  # role -> stage name or external ref
+
+    @property
+    def dirname(self) -> str:
+        return f"{self.index:02d}_{self.name}"
+
+    def deps(self, names: set[str]) -> list[str]:
+        return [r for r in [self.input, *self.refs.values()] if r in names]
+
+
+def _typed(name: str, node: Any) -> Any:
+    if not isinstance(node, DictConfig) or "kind" not in node:
+        raise PosttrainError(f"stage.{name}: missing `kind` (one of {', '.join(STAGE_SCHEMAS)})")
+    kind = node.kind
+    if kind not in STAGE_SCHEMAS:
+        raise PosttrainError(f"stage.{name}.kind: unknown stage kind {kind!r}; known: {', '.join(STAGE_SCHEMAS)}")
+    try:
+        return OmegaConf.merge(OmegaConf.structured(STAGE_SCHEMAS[kind]), node)
+    except OmegaConfBaseException as e:
+        raise PosttrainError(f"stage.{name}: {str(e).splitlines()[0]}") from None
+
+
+def _find_cycle(graph: dict[str, list[str]]) -> list[str] | None:
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(n: str) -> list[str] | None:
+        state[n] = 1
+        stack.append(n)
+        for d in graph.get(n, []):
+            if state.get(d) == 1:
+                return stack[stack.index(d) :] + [d]
+            if d not in state and (c := visit(d)):
+                return c
+        state[n] = 2
+        stack.pop()
+        return None
+
+    for n in graph:
+        if n not in state and (c := visit(n)):
+            return c
+    return None
+
+
+def build_plan(cfg: DictConfig) -> list[PlannedStage]:
+    """Validate stage names, kinds, schemas and references; reject cycles and forward references."""
+    order = list(cfg.pipeline.stages)
+    if not order:
+        raise PosttrainError("pipeline.stages: empty; list the stages to run")
+    if len(set(order)) != len(order) or INIT in order:
+        raise PosttrainError(f"pipeline.stages: names must be unique and not {INIT!r}: {order}")
+    missing = [n for n in order if n not in cfg.stage]
+    if missing:
+        raise PosttrainError(f"pipeline.stages: no config for stage(s) {missing}; define stage.<name>")
+    names = set(order) | {INIT}
+    plan: list[PlannedStage] = []
+    prev = INIT
+    for i, name in enumerate(order, start=1):
+        scfg = _typed(name, cfg.stage[name])
+        refs: dict[str, str] = {}
+        if scfg.kind == "merge":
+            refs["other"] = scfg.other
+        if scfg.kind == "dpo":
+            if scfg.dataset_from not in order:
+                raise PosttrainError(f"stage.{name}.dataset_from: {scfg.dataset_from!r} is not a stage of this pipeline")
+            refs["dataset"] = scfg.dataset_from
+        if scfg.kind == "eval":
+            for b in scfg.baselines:
+                if b not in names:
+                    raise PosttrainError(f"stage.{name}.baselines: {b!r} is not a stage of this pipeline")
+                refs[f"baseline:{b}"] = b
+        plan.append(PlannedStage(name, scfg.kind, i, scfg, scfg.input or prev, refs))
+        prev = name
+    graph = {p.name: p.deps(names) for p in plan}
+    if cycle := _find_cycle(graph):
+        raise PosttrainError(f"stage references form a cycle: {' -> '.join(cycle)}")
+    pos = {n: i for i, n in enumerate(order)} | {INIT: -1}
+    for p in plan:
+        for d in p.deps(names):
+            if pos[d] >= pos[p.name]:
+                raise PosttrainError(f"stage.{p.name}: refers to {d!r}, which runs later; reorder pipeline.stages")
+    return plan

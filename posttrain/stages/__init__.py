@@ -1,0 +1,15 @@
+"""Stages: one thin module per kind, each exposing ``run(cfg, inputs) -> StageOutputs``."""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+KINDS = ("sft", "preference", "dpo", "grpo", "merge", "eval")
+
+
+def stage_module(kind: str) -> ModuleType:
+    """Import the module implementing stage ``kind``."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown stage kind {kind!r}; known kinds: {', '.join(KINDS)}")
+    return importlib.import_module(f"posttrain.stages.{kind}")

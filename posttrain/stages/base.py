@@ -1,0 +1,167 @@
+"""What the runner hands a stage, what a stage hands back, and TRL argument plumbing shared by
+the training stages (one tested place, so recipes cannot drift apart)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from posttrain import PosttrainError
+
+
+@dataclass
+class StageInputs:
+    """Everything a stage may read. Paths only: stages load what they need themselves."""
+
+    name: str
+    stage_dir: Path
+    checkpoint: str
+    data_dir: Path
+    seed: int = 0
+    trust_remote_code: bool = False
+    dtype: str = "float32"
+    datasets: dict[str, Path] = field(default_factory=dict)
+    checkpoints: dict[str, str] = field(default_factory=dict)
+    resume: bool = False
+    report_to: list[str] = field(default_factory=list)
+    callbacks: list[Any] = field(default_factory=list)
+    deepspeed: dict[str, Any] | None = None
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.stage_dir / "checkpoint"
+
+    @property
+    def trainer_dir(self) -> Path:
+        return self.stage_dir / "trainer"
+
+
+@dataclass
+class StageOutputs:
+    checkpoint: str
+    metrics: dict[str, Any] = field(default_factory=dict)
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+
+def device_defaults(use_cpu: bool | None, bf16: bool | None) -> dict[str, Any]:
+    """CPU runs need ``use_cpu=True`` and bf16 off (TRL defaults to bf16)."""
+    cpu = (not torch.cuda.is_available()) if use_cpu is None else use_cpu
+    if bf16 is None:
+        bf16 = (not cpu) and torch.cuda.is_bf16_supported()
+    return {"use_cpu": cpu, "bf16": bool(bf16)}
+
+
+def common_trainer_args(cfg: Any, inputs: StageInputs) -> dict[str, Any]:
+    """Keyword arguments every TRL config of a training stage shares."""
+    args: dict[str, Any] = dict(
+        output_dir=str(inputs.trainer_dir),
+        max_steps=cfg.max_steps,
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type=cfg.lr_scheduler_type,
+        warmup_steps=cfg.warmup_steps,
+        weight_decay=cfg.weight_decay,
+        per_device_train_batch_size=cfg.per_device_train_batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        max_grad_norm=cfg.max_grad_norm,
+        save_strategy="steps",
+        save_steps=cfg.save_steps,
+        save_total_limit=cfg.save_total_limit,
+        logging_steps=cfg.logging_steps,
+        seed=inputs.seed,
+        data_seed=inputs.seed,
+        report_to=inputs.report_to or "none",
+        gradient_checkpointing=cfg.gradient_checkpointing,
+        disable_tqdm=False,
+        dataloader_num_workers=0,
+        deepspeed=inputs.deepspeed,
+        **device_defaults(cfg.use_cpu, cfg.bf16),
+    )
+    args.update(dict(cfg.trainer_args))
+    return args
+
+
+def make_config(config_cls: type, kwargs: dict[str, Any], stage: str):
+    """Build a TRL config; an unknown ``trainer_args`` key names the stage and the key."""
+    try:
+        return config_cls(**kwargs)
+    except TypeError as e:
+        raise PosttrainError(f"stage.{stage}.trainer_args: {e}") from None
+
+
+def peft_config(cfg: Any):
+    """LoRA config when ``lora_r > 0`` (``out_proj``/``conv1d`` are not valid NemotronH targets)."""
+    if not cfg.lora_r:
+        return None
+    from peft import LoraConfig
+
+    return LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, target_modules=list(cfg.lora_target_modules))
+
+
+def last_checkpoint(trainer_dir: Path) -> str | None:
+    """The newest ``checkpoint-N`` saved by the HF Trainer, if any."""
+    ckpts = sorted(trainer_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+    return str(ckpts[-1]) if ckpts else None
+
+
+class NonFiniteLossError(PosttrainError):
+    pass
+
+
+def check_finite(logs: dict[str, Any], stage: str) -> None:
+    for key in ("loss", "train_loss"):
+        v = logs.get(key)
+        if isinstance(v, (int, float)) and not math.isfinite(v):
+            raise NonFiniteLossError(f"stage {stage}: {key} became {v}; stopping (lower the learning rate?)")
+
+
+def load_policy(inputs: StageInputs):
+    """Load the input checkpoint's model and tokenizer."""
+    from posttrain.models import load_model, load_tokenizer
+
+    what = f"stage.{inputs.name}.input"
+    model = load_model(inputs.checkpoint, dtype=inputs.dtype, trust_remote_code=inputs.trust_remote_code, what=what)
+    tok = load_tokenizer(inputs.checkpoint, trust_remote_code=inputs.trust_remote_code, what=what)
+    return model, tok
+
+
+def train_and_save(trainer, tokenizer, inputs: StageInputs) -> dict[str, Any]:
+    """Train (resuming from the last trainer checkpoint when asked), then save a plain HF checkpoint.
+
+    LoRA adapters are merged into the base weights so the output loads with
+    ``AutoModelForCausalLM.from_pretrained`` and the next stage needs no conversion.
+    """
+    from posttrain.models import save_checkpoint
+
+    resume = last_checkpoint(inputs.trainer_dir) if inputs.resume else None
+    result = trainer.train(resume_from_checkpoint=resume)
+    model = trainer.model
+    if hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()
+    if trainer.is_world_process_zero():
+        save_checkpoint(model, tokenizer, inputs.checkpoint_dir)
+    metrics = {k: v for k, v in result.metrics.items() if isinstance(v, (int, float))}
+    metrics["global_step"] = trainer.state.global_step
+    metrics["resumed_from"] = resume
+    return metrics
+
+
+def load_view(inputs: StageInputs, view: str, split: str, *, categories=(), keep: tuple[str, ...] = ()):
+    """A split of a data view (sft / preference / rl), filtered by category, with only ``keep`` columns."""
+    from datasets import load_from_disk
+
+    path = inputs.data_dir / view
+    if not path.exists():
+        raise PosttrainError(f"stage {inputs.name}: data view {path} is missing; rebuild the data")
+    ds = load_from_disk(str(path))[split]
+    if categories:
+        wanted = set(categories)
+        ds = ds.filter(lambda c: c in wanted, input_columns="category")
+    if keep:
+        ds = ds.remove_columns([c for c in ds.column_names if c not in keep])
+    if len(ds) == 0:
+        raise PosttrainError(f"stage {inputs.name}: no {view}/{split} samples for categories {list(categories)}")
+    return ds

@@ -1,0 +1,1 @@
+"""Metric tracking: a local metrics.jsonl per stage always; W&B optionally."""
