@@ -144,6 +144,7 @@ class EvalStageConfig(StageConfig):
     max_per_category: int = _f(32, "Prompts per category and mode.")
     max_new_tokens: int = _f(128, "Generation budget per answer.")
     batch_size: int = _f(32, "Prompts per generation batch.")
+    budget_tokens: int = _f(8, "Thinking budget of the `budget` mode (forced close after N tokens).")
     baselines: list[str] = _f([], "Other stages (or 'init') to evaluate side by side.")
 
 

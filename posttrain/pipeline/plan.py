@@ -31,12 +31,51 @@ class PlannedStage:
         return [r for r in [self.input, *self.refs.values()] if r in names]
 
 
+def check_keys(node: Any, schema: type, path: str) -> None:
+    """Reject keys that are not fields of ``schema`` (recursing into nested dataclasses).
+
+    Hydra's ``+key=value`` can append a key to a structured node; this catches it before any work.
+    """
+    import dataclasses
+    import typing
+
+    if not isinstance(node, DictConfig):
+        return
+    hints = typing.get_type_hints(schema)
+    names = {f.name for f in dataclasses.fields(schema)}
+    for key in node.keys():
+        if key not in names:
+            raise PosttrainError(f"{path}.{key}: unknown key (not a field of {schema.__name__})")
+        sub = hints.get(key)
+        if dataclasses.is_dataclass(sub):
+            check_keys(node[key], sub, f"{path}.{key}")
+        elif typing.get_origin(sub) is list and node[key] is not None:
+            (arg,) = typing.get_args(sub) or (None,)
+            if dataclasses.is_dataclass(arg):
+                for i, item in enumerate(node[key]):
+                    check_keys(item, arg, f"{path}.{key}[{i}]")
+
+
+def check_root(cfg: DictConfig) -> None:
+    from posttrain.config.schema import RootConfig
+
+    for key in ("pipeline", "model", "data", "launcher", "logger"):
+        check_keys(cfg[key], typing_hint(RootConfig, key), key)
+
+
+def typing_hint(cls: type, key: str) -> type:
+    import typing
+
+    return typing.get_type_hints(cls)[key]
+
+
 def _typed(name: str, node: Any) -> Any:
     if not isinstance(node, DictConfig) or "kind" not in node:
         raise PosttrainError(f"stage.{name}: missing `kind` (one of {', '.join(STAGE_SCHEMAS)})")
     kind = node.kind
     if kind not in STAGE_SCHEMAS:
         raise PosttrainError(f"stage.{name}.kind: unknown stage kind {kind!r}; known: {', '.join(STAGE_SCHEMAS)}")
+    check_keys(node, STAGE_SCHEMAS[kind], f"stage.{name}")
     try:
         return OmegaConf.merge(OmegaConf.structured(STAGE_SCHEMAS[kind]), node)
     except OmegaConfBaseException as e:
@@ -67,6 +106,7 @@ def _find_cycle(graph: dict[str, list[str]]) -> list[str] | None:
 
 def build_plan(cfg: DictConfig) -> list[PlannedStage]:
     """Validate stage names, kinds, schemas and references; reject cycles and forward references."""
+    check_root(cfg)
     order = list(cfg.pipeline.stages)
     if not order:
         raise PosttrainError("pipeline.stages: empty; list the stages to run")

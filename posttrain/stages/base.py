@@ -101,6 +101,17 @@ def peft_config(cfg: Any):
     return LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, target_modules=list(cfg.lora_target_modules))
 
 
+def link_checkpoint(src: str, dst: Path) -> str:
+    """Pass a checkpoint through unchanged: ``dst`` becomes a relative symlink to ``src``."""
+    import os
+
+    if dst.is_symlink() or dst.exists():
+        dst.unlink()
+    target = Path(src).resolve()
+    os.symlink(os.path.relpath(target, dst.parent) if target.exists() else src, dst)
+    return str(dst)
+
+
 def last_checkpoint(trainer_dir: Path) -> str | None:
     """The newest ``checkpoint-N`` saved by the HF Trainer, if any."""
     ckpts = sorted(trainer_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))

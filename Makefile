@@ -1,0 +1,50 @@
+# posttrain: `make demo` runs the tiny pipeline end to end; `make test` runs the test suite.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+RUN_DIR ?= runs/demo
+PYTEST_ARGS ?=
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+export WANDB_MODE ?= offline
+export TOKENIZERS_PARALLELISM := false
+# The Slurm tier installs Debian's slurm packages when it can (root + apt), else it is skipped.
+export POSTTRAIN_INSTALL_SLURM ?= 1
+
+.PHONY: install demo test test-all lint format bench clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+
+# CPU torch first (a local wheel here); otherwise a plain `torch` requirement pulls a multi-GB CUDA build.
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q "torch==2.13.0"
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(BIN)/posttrain run pipeline=nano2_tiny run_dir=$(RUN_DIR)
+
+# pytest's exit code is kept in .pytest-rc so .ci/run can tell "no tests collected" (5) from failure.
+test: install
+	@rm -f .pytest-rc; $(BIN)/python -m pytest -q $(PYTEST_ARGS); rc=$$?; echo $$rc > .pytest-rc; exit $$rc
+
+lint: install
+	$(BIN)/ruff check posttrain data_recipes tests bench
+	$(BIN)/ruff format --check posttrain data_recipes tests bench
+
+format: install
+	$(BIN)/ruff format posttrain data_recipes tests bench
+	$(BIN)/ruff check --fix posttrain data_recipes tests bench
+
+bench: install
+	$(BIN)/python bench/data_build.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,160 @@
+"""``posttrain`` command line.
+
+    posttrain run pipeline=<name> run_dir=<dir> [hydra overrides...]   (full Hydra grammar, -m sweeps)
+    posttrain status <dir> [--json]
+    posttrain data build recipe=<name> out=<dir> [field=value ...]
+    posttrain data inspect <dir>
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from posttrain import PosttrainError
+
+CONFIG_DIR = Path(os.environ.get("POSTTRAIN_CONFIG_DIR", Path(__file__).resolve().parents[1] / "configs"))
+NOT_BUILT = {
+    "serve": "posttrain serve is not built yet (issue: thinking-budget inference)",
+    "eval": "posttrain eval is not built yet (issue: budget sweep evaluation)",
+    "report": "posttrain report is not built yet (issue: launch and monitor)",
+}
+
+
+def quiet() -> None:
+    """Keep the console readable: library warnings off unless POSTTRAIN_VERBOSE=1."""
+    if os.environ.get("POSTTRAIN_VERBOSE") == "1":
+        return
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("DATASETS_VERBOSITY", "error")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("WANDB_SILENT", "true")
+    import datasets
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    datasets.logging.set_verbosity_error()
+
+
+def compose(overrides: list[str]):
+    """Compose the root config with Hydra's API (used by everything except ``run``)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    from posttrain.config import register_configs
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return hydra_compose("config", overrides=overrides)
+
+
+def cmd_run(argv: list[str]) -> int:
+    import hydra
+
+    from posttrain.config import register_configs
+
+    register_configs()
+
+    @hydra.main(config_path=str(CONFIG_DIR), config_name="config", version_base="1.3")
+    def _main(cfg) -> None:
+        from posttrain.pipeline.runner import run_pipeline
+        from posttrain.pipeline.status import print_status
+
+        quiet()
+        try:
+            run_pipeline(cfg)
+        except PosttrainError as e:
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(2)
+        print_status(Path(cfg.run_dir))
+
+    sys.argv = ["posttrain run", *argv]
+    _main()
+    return 0
+
+
+def cmd_status(argv: list[str]) -> int:
+    from posttrain.pipeline.status import print_status, status_rows
+
+    p = argparse.ArgumentParser(prog="posttrain status", description="Show the stages of a run.")
+    p.add_argument("run_dir")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    a = p.parse_args(argv)
+    if not Path(a.run_dir).is_dir():
+        raise PosttrainError(f"run dir {a.run_dir} does not exist")
+    if a.json:
+        import json
+
+        print(json.dumps(status_rows(Path(a.run_dir)), indent=2, default=str))
+    else:
+        print_status(Path(a.run_dir))
+    return 0
+
+
+def _kv(args: list[str]) -> dict[str, str]:
+    out = {}
+    for a in args:
+        if "=" not in a:
+            raise PosttrainError(f"expected key=value, got {a!r}")
+        k, v = a.split("=", 1)
+        out[k] = v
+    return out
+
+
+def cmd_data(argv: list[str]) -> int:
+    if not argv or argv[0] not in ("build", "inspect"):
+        print("usage: posttrain data build recipe=<name> out=<dir> [field=value ...] | posttrain data inspect <dir>")
+        return 2
+    if argv[0] == "inspect":
+        from data_recipes.inspect import render_inspect
+
+        if len(argv) != 2:
+            raise PosttrainError("usage: posttrain data inspect <dir>")
+        print(render_inspect(argv[1]))
+        return 0
+    from omegaconf import OmegaConf
+
+    from data_recipes.build import build_recipe
+
+    kv = _kv(argv[1:])
+    out = kv.pop("out", None)
+    if not out:
+        raise PosttrainError("data build: missing out=<dir>")
+    overrides = [f"data={kv.pop('recipe', 'nano2_tiny')}"] + [f"data.{k}={v}" for k, v in kv.items()]
+    cfg = compose(overrides)
+    manifest = build_recipe(OmegaConf.to_object(cfg.data), out)
+    c = manifest["counts"]
+    print(f"built {c['total']} samples into {out} (fingerprint {manifest['fingerprint'][:12]})")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    commands = {"run": cmd_run, "status": cmd_status, "data": cmd_data}
+    if not argv or argv[0] in ("-h", "--help"):
+        print(__doc__.strip())
+        print("\ncommands: " + ", ".join([*commands, *NOT_BUILT]))
+        return 0
+    cmd, rest = argv[0], argv[1:]
+    if cmd in NOT_BUILT:
+        print(f"error: {NOT_BUILT[cmd]}", file=sys.stderr)
+        return 3
+    if cmd not in commands:
+        print(f"error: unknown command {cmd!r}; try `posttrain --help`", file=sys.stderr)
+        return 2
+    if cmd != "run":
+        quiet()
+    try:
+        return commands[cmd](rest)
+    except PosttrainError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Inference: batched generation with the chat template, and thinking-budget control."""

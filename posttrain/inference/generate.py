@@ -1,0 +1,121 @@
+"""Batched chat generation over any HF causal LM with a posttrain-style chat template.
+
+``generate_with_budget`` implements thinking-budget control in process (the model card's
+ThinkingBudgetClient, adapted): generate at most ``budget`` reasoning tokens; if ``</think>`` did
+not appear, close the trace with ``"\\n</think>\\n"`` (our template's separator; the model card
+appends ``".\\n</think>\\n\\n"``) and continue the answer with the tokens that are left.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+THINK_CLOSE = "</think>"
+FORCED_CLOSE = "\n</think>\n"
+
+
+def n_tokens(tok, text: str) -> int:
+    return len(tok(text, add_special_tokens=False)["input_ids"])
+
+
+def as_messages(prompt: Any) -> list[dict[str, Any]]:
+    return json.loads(prompt) if isinstance(prompt, str) else list(prompt)
+
+
+def render_prompts(tok, prompts: list[Any], tools: list[Any] | None = None) -> list[str]:
+    """Chat-template each prompt (a message list) with the generation prompt appended."""
+    out = []
+    for i, p in enumerate(prompts):
+        t = tools[i] if tools else None
+        if isinstance(t, str):
+            t = json.loads(t) if t else None
+        out.append(tok.apply_chat_template(as_messages(p), tools=t or None, add_generation_prompt=True, tokenize=False))
+    return out
+
+
+@torch.no_grad()
+def generate_texts(
+    model,
+    tok,
+    texts: list[str],
+    *,
+    max_new_tokens: int,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    num_return_sequences: int = 1,
+    batch_size: int = 16,
+) -> list[list[str]]:
+    """Continue each raw text; returns ``num_return_sequences`` decoded continuations per text.
+
+    Greedy when ``temperature == 0``. Continuations are decoded with ``skip_special_tokens=True``
+    (``<think>``/``</think>`` and tool markers are non-special and survive).
+    """
+    model.eval()
+    old_side = tok.padding_side
+    tok.padding_side = "left"
+    results: list[list[str]] = []
+    try:
+        for start in range(0, len(texts), batch_size):
+            chunk = texts[start : start + batch_size]
+            enc = tok(chunk, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+            sample = temperature > 0
+            out = model.generate(
+                **enc,
+                max_new_tokens=max_new_tokens,
+                do_sample=sample,
+                temperature=temperature if sample else None,
+                top_p=top_p if sample else None,
+                num_return_sequences=num_return_sequences,
+                pad_token_id=tok.pad_token_id,
+                eos_token_id=tok.eos_token_id,
+            )
+            new = out[:, enc["input_ids"].shape[1] :]
+            decoded = tok.batch_decode(new, skip_special_tokens=True)
+            for i in range(len(chunk)):
+                results.append(decoded[i * num_return_sequences : (i + 1) * num_return_sequences])
+    finally:
+        tok.padding_side = old_side
+    return results
+
+
+@dataclass
+class BudgetedOutput:
+    reasoning: str
+    content: str
+    text: str  # the full completion as the model's answer to the prompt (reasoning + close + content)
+    thinking_tokens: int
+    forced_close: bool
+
+
+@torch.no_grad()
+def generate_with_budget(
+    model, tok, texts: list[str], *, budget: int | None, max_new_tokens: int, batch_size: int = 16
+) -> list[BudgetedOutput]:
+    """Greedy generation with at most ``budget`` thinking tokens (``None``: unlimited).
+
+    ``texts`` must end with the reasoning-ON generation prompt (``...<think>\\n``).
+    """
+    if budget is not None and (budget < 0 or budget > max_new_tokens):
+        raise ValueError(f"budget must be in [0, max_new_tokens={max_new_tokens}], got {budget}")
+    first = budget if budget is not None else max_new_tokens
+    phase1 = generate_texts(model, tok, texts, max_new_tokens=first, batch_size=batch_size) if first else [[""]] * len(texts)
+    outs: list[BudgetedOutput | None] = [None] * len(texts)
+    cont_idx, cont_texts = [], []
+    for i, (gen,) in enumerate(phase1):
+        if THINK_CLOSE in gen:
+            reasoning, content = gen.split(THINK_CLOSE, 1)
+            outs[i] = BudgetedOutput(reasoning, content.lstrip("\n"), gen, n_tokens(tok, reasoning), False)
+        else:
+            cont_idx.append(i)
+            cont_texts.append(texts[i] + gen + FORCED_CLOSE)
+    if cont_idx:
+        left = max(max_new_tokens - first, 1)
+        phase2 = generate_texts(model, tok, cont_texts, max_new_tokens=left, batch_size=batch_size)
+        for i, (content,) in zip(cont_idx, phase2):
+            gen = phase1[i][0]
+            outs[i] = BudgetedOutput(gen, content, gen + FORCED_CLOSE + content, n_tokens(tok, gen), True)
+    return outs  # type: ignore[return-value]

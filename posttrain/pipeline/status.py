@@ -1,0 +1,63 @@
+"""``posttrain status``: one row per stage from the manifests."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from posttrain.pipeline.manifest import load_manifest
+
+KEY_METRICS = ("train_loss", "final_eval_loss", "pairs", "reward_first", "reward_last", "format_on", "format_off")
+
+
+def stage_dirs(run_dir: Path) -> list[Path]:
+    order = run_dir / "pipeline.json"
+    names = ["00_init"] + (json.loads(order.read_text())["stages"] if order.exists() else [])
+    return [run_dir / n for n in names]
+
+
+def status_rows(run_dir: Path) -> list[dict[str, Any]]:
+    rows = []
+    for d in stage_dirs(run_dir):
+        m = load_manifest(d)
+        if m is None:
+            rows.append({"stage": d.name.split("_", 1)[1], "dir": d.name, "status": "pending"})
+            continue
+        rows.append(
+            {
+                "stage": m.stage,
+                "dir": d.name,
+                "kind": m.kind,
+                "status": m.status,
+                "fingerprint": m.fingerprint,
+                "metrics": m.metrics,
+                "wall_s": m.wall_s,
+                "checkpoint": m.checkpoint,
+                "slurm_job_id": m.slurm_job_id,
+                "error": m.error,
+            }
+        )
+    return rows
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def print_status(run_dir: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"posttrain run {run_dir}")
+    for col in ("stage", "kind", "status", "fingerprint", "key metrics", "wall", "checkpoint"):
+        t.add_column(col)
+    for r in status_rows(run_dir):
+        metrics = r.get("metrics") or {}
+        key = ", ".join(f"{k}={_fmt(metrics[k])}" for k in KEY_METRICS if k in metrics)
+        wall = f"{r['wall_s']:.0f}s" if r.get("wall_s") is not None else ""
+        status = r["status"] + (f" (slurm {r['slurm_job_id']})" if r.get("slurm_job_id") else "")
+        if r.get("error"):
+            key = f"error: {r['error'][:80]}"
+        t.add_row(r["stage"], r.get("kind", ""), status, (r.get("fingerprint") or "")[:10], key, wall, r.get("checkpoint") or "")
+    Console(width=200).print(t)

@@ -1,0 +1,76 @@
+"""GRPO stage: TRL ``GRPOTrainer`` with verifiable rewards from ``posttrain.rewards``.
+
+For each prompt, G completions are sampled; each gets r = Σ_j w_j r_j over the configured reward
+functions (correctness by domain verifier, think-block format, optional soft length penalty over a
+thinking budget). The advantage is the group-normalised reward (r - mean_G) / std_G and the policy
+is updated with TRL's clipped surrogate; ``beta=0`` drops the KL-to-reference term (as DAPO/Dr.GRPO
+and NeMo-RL's defaults allow). A randomly initialised model has zero reward variance, so run SFT first.
+"""
+
+from __future__ import annotations
+
+from trl import GRPOConfig, GRPOTrainer
+
+from posttrain import PosttrainError
+from posttrain.rewards import correctness_reward, format_reward_fn, make_length_penalty
+from posttrain.stages.base import (
+    StageInputs,
+    StageOutputs,
+    common_trainer_args,
+    load_policy,
+    load_view,
+    make_config,
+    peft_config,
+    train_and_save,
+)
+
+KEEP = ("prompt", "category", "reasoning", "metadata")
+
+
+def reward_functions(cfg, tok) -> list:
+    table = {
+        "correctness": lambda: correctness_reward,
+        "format": lambda: format_reward_fn,
+        "length": lambda: make_length_penalty(cfg.length_budget, cfg.length_slope, tok),
+    }
+    unknown = [r for r in cfg.rewards if r not in table]
+    if unknown:
+        raise PosttrainError(f"stage.grpo.rewards: unknown reward(s) {unknown}; known: {sorted(table)}")
+    return [table[r]() for r in cfg.rewards]
+
+
+def reward_trend(log_history: list[dict], frac: float = 1 / 3) -> dict[str, float]:
+    """Mean logged reward over the first and the last ``frac`` of logging steps."""
+    rewards = [h["reward"] for h in log_history if "reward" in h]
+    if not rewards:
+        return {}
+    k = max(1, int(len(rewards) * frac))
+    return {"reward_first": sum(rewards[:k]) / k, "reward_last": sum(rewards[-k:]) / k}
+
+
+def run(cfg, inputs: StageInputs) -> StageOutputs:
+    model, tok = load_policy(inputs)
+    train = load_view(inputs, "rl", "train", categories=cfg.categories, keep=KEEP).shuffle(seed=inputs.seed)
+    if cfg.max_prompts:
+        train = train.select(range(min(cfg.max_prompts, len(train))))
+    args = common_trainer_args(cfg, inputs)
+    args.update(
+        num_generations=cfg.num_generations,
+        max_completion_length=cfg.max_completion_length,
+        temperature=cfg.temperature,
+        beta=cfg.beta,
+        reward_weights=list(cfg.reward_weights) or None,
+        log_completions=False,
+    )
+    trainer = GRPOTrainer(
+        model=model,
+        reward_funcs=reward_functions(cfg, tok),
+        args=make_config(GRPOConfig, args, inputs.name),
+        train_dataset=train,
+        processing_class=tok,
+        peft_config=peft_config(cfg),
+        callbacks=inputs.callbacks,
+    )
+    metrics = train_and_save(trainer, tok, inputs)
+    metrics.update(reward_trend(trainer.state.log_history))
+    return StageOutputs(checkpoint=str(inputs.checkpoint_dir), metrics=metrics)
