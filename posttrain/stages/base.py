@@ -76,6 +76,7 @@ def common_trainer_args(cfg: Any, inputs: StageInputs) -> dict[str, Any]:
         report_to=inputs.report_to or "none",
         gradient_checkpointing=cfg.gradient_checkpointing,
         disable_tqdm=False,
+        logging_nan_inf_filter=False,  # the HF default hides NaN/inf losses; we want to stop on them
         dataloader_num_workers=0,
         deepspeed=inputs.deepspeed,
         **device_defaults(cfg.use_cpu, cfg.bf16),

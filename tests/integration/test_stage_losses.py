@@ -1,0 +1,75 @@
+"""Golden SFT losses, DPO's ln 2 at step 1, merge interpolation, NaN detection."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from datasets import Dataset
+
+from posttrain.config.schema import DPOStageConfig, MergeStageConfig, SFTStageConfig
+from posttrain.models import load_model
+from posttrain.stages import dpo, merge, sft
+from posttrain.tracking.jsonl import MetricsCallback, read_metrics
+
+from stage_helpers import make_inputs, structured
+
+pytestmark = pytest.mark.integration
+
+# Fixed-seed fp32 tiny SFT (wrapped packing, assistant-only loss) on the hand-made arithmetic
+# data; regenerate (run this test with -s, copy the printed losses) only for an intended change.
+GOLDEN_SFT = {1: 8.31346, 2: 7.45285, 3: 6.63561, 4: 6.10169, 5: 5.78991, 6: 5.62238}
+
+
+def _sft(tmp_path, init_ckpt, sft_data, steps=6, **kw):
+    inputs = make_inputs(tmp_path, init_ckpt, sft_data, name="sft")
+    inputs.callbacks = [MetricsCallback(inputs.stage_dir, "sft")]
+    cfg = structured(SFTStageConfig, max_steps=steps, logging_steps=1, save_steps=100, eval_steps=0,
+                     max_length=256, per_device_train_batch_size=4, learning_rate=3e-3, **kw)  # fmt: skip
+    out = sft.run(cfg, inputs)
+    return out, {r["step"]: r["loss"] for r in read_metrics(inputs.stage_dir / "metrics.jsonl") if "loss" in r}
+
+
+def test_sft_golden_losses(tmp_path, init_ckpt, sft_data):
+    out, losses = _sft(tmp_path, init_ckpt, sft_data)
+    print(json.dumps(losses))
+    for step, want in GOLDEN_SFT.items():
+        assert losses[step] == pytest.approx(want, rel=2e-3), (step, losses)
+    assert load_model(out.checkpoint) is not None
+
+
+def test_sft_nan_loss_stops_with_clear_message(tmp_path, init_ckpt, sft_data):
+    from posttrain.stages.base import NonFiniteLossError
+
+    with pytest.raises(NonFiniteLossError, match="loss became"):
+        _sft(tmp_path, init_ckpt, sft_data, steps=3, trainer_args={"learning_rate": float("inf")})
+
+
+def test_dpo_loss_at_step_one_is_ln2(tmp_path, init_ckpt, sft_data):
+    pairs = [{"prompt": f"<SPECIAL_11>User\nq{i}<SPECIAL_12>\n<SPECIAL_11>Assistant\n<think></think>",
+              "chosen": f"yes {i}", "rejected": f"no {i}", "category": "math", "reasoning": "off"} for i in range(16)]  # fmt: skip
+    pref_dir = tmp_path / "pref"
+    Dataset.from_list(pairs).save_to_disk(str(pref_dir / "pairs"))
+    inputs = make_inputs(tmp_path, init_ckpt, sft_data, name="dpo", datasets={"preference": pref_dir})
+    inputs.callbacks = [MetricsCallback(inputs.stage_dir, "dpo")]
+    cfg = structured(DPOStageConfig, max_steps=2, logging_steps=1, save_steps=100, per_device_train_batch_size=4)
+    out = dpo.run(cfg, inputs)
+    first = read_metrics(inputs.stage_dir / "metrics.jsonl")[0]
+    assert first["loss"] == pytest.approx(math.log(2), abs=1e-4)
+    assert out.metrics["pairs"] == 16
+
+
+def test_merge_interpolates(tmp_path, init_ckpt, sft_data):
+    a = load_model(init_ckpt)
+    b = load_model(init_ckpt)
+    with torch.no_grad():
+        for p in b.parameters():
+            p.add_(1.0)
+    b.save_pretrained(tmp_path / "b")
+    inputs = make_inputs(tmp_path, init_ckpt, sft_data, name="merge", checkpoints={"other": str(tmp_path / "b")})
+    out = merge.run(structured(MergeStageConfig, other="b", alpha=0.25), inputs)
+    m = load_model(out.checkpoint)
+    for (name, pa), pm in zip(a.named_parameters(), m.parameters()):
+        assert torch.allclose(pm, pa + 0.75, atol=1e-5), name
