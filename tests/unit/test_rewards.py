@@ -1,0 +1,419 @@
+"""Property tests for the verifiable rewards (format, math, tools, chat, safety, length, dispatch, TRL adapters)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from posttrain.rewards import (
+    correctness_reward,
+    format_reward,
+    format_reward_fn,
+    instructions,
+    is_refusal,
+    length_penalty,
+    make_length_penalty,
+    math,
+    safety,
+    score,
+    split_completion,
+    tools,
+)
+
+SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+plain = st.text(alphabet=st.characters(blacklist_characters="<>", blacklist_categories=("Cs",)), max_size=40)
+nonblank = plain.filter(lambda s: s.strip() != "")
+
+
+# ----------------------------------------------------------------------------------------------- format
+@SETTINGS
+@given(reasoning=plain, answer=nonblank, leading=st.booleans())
+def test_format_on_well_formed_round_trips(reasoning: str, answer: str, leading: bool) -> None:
+    text = ("<think>\n" if leading else "") + f"{reasoning}\n</think>\n{answer}"
+    parsed = split_completion(text, "on")
+    assert parsed == (reasoning.strip(), answer.strip(), True)
+    assert format_reward(text, "on") == 1.0
+
+
+@SETTINGS
+@given(reasoning=plain, answer=nonblank)
+def test_format_on_malformed_is_rejected(reasoning: str, answer: str) -> None:
+    assert format_reward(f"{reasoning} {answer}", "on") == 0.0  # never closed thinking
+    assert split_completion(f"{reasoning} {answer}", "on").answer == ""
+    assert format_reward(f"{reasoning}</think>{answer}</think>{answer}", "on") == 0.0  # two closers
+    assert format_reward(f"{reasoning}</think><think>{answer}", "on") == 0.0  # re-opened
+    assert format_reward(f"{reasoning}\n</think>\n   ", "on") == 0.0  # empty answer
+
+
+@SETTINGS
+@given(answer=nonblank, reasoning=plain)
+def test_format_off(answer: str, reasoning: str) -> None:
+    assert split_completion(answer, "off") == ("", answer.strip(), True)
+    assert format_reward(answer, "off") == 1.0
+    assert format_reward(f"{reasoning}</think>{answer}", "off") == 0.0
+    assert format_reward(f"<think>{answer}", "off") == 0.0
+    assert format_reward("  \n", "off") == 0.0
+    # reasoning text leaked into an OFF answer is not part of the answer
+    assert split_completion(f"{reasoning}</think>{answer}", "off").answer == answer.strip()
+
+
+def test_format_rejects_bad_mode() -> None:
+    with pytest.raises(ValueError, match="reasoning"):
+        split_completion("x", "maybe")
+
+
+# ------------------------------------------------------------------------------------------------- math
+@SETTINGS
+@given(n=st.integers(-(10**9), 10**9), delta=st.integers(1, 1000), form=st.sampled_from(["boxed", "plain"]))
+def test_math_accepts_reference_rejects_corrupted(n: int, delta: int, form: str) -> None:
+    def render(x: int) -> str:
+        return f"So the result is $\\boxed{{{x}}}$." if form == "boxed" else f"Adding up gives {x}"
+
+    assert math.score(render(n), {"answer": str(n)}) == 1.0
+    assert math.score(render(n + delta), {"answer": str(n)}) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("reference", "answer", "expected"),
+    [
+        ("\\frac{1}{2}", "\\boxed{0.5}", 1.0),
+        ("1/2", "\\boxed{\\frac12}", 1.0),
+        ("\\frac{\\sqrt{3}}{2}", "\\boxed{\\frac{\\sqrt3}{2}}", 1.0),
+        ("1000", "The total is 1,000 apples.", 1.0),
+        ("5", "\\boxed{x = 5}", 1.0),
+        ("5", "first 5 then \\boxed{6}", 0.0),  # the boxed answer wins over numbers
+        ("7", "no numbers at all", 0.0),
+        ("2", "\\boxed{}", 0.0),
+    ],
+)
+def test_math_forms(reference: str, answer: str, expected: float) -> None:
+    assert math.score(answer, json.dumps({"answer": reference})) == expected
+
+
+def test_math_works_off_the_main_thread() -> None:
+    results: list[float] = []
+
+    def work() -> None:
+        results.append(math.score("\\boxed{\\frac{3}{4}}", {"answer": "0.75"}))
+        results.append(math.score("\\boxed{9^{9^{9}}}", {"answer": "3"}))  # would hang sympy without a guard
+
+    t = threading.Thread(target=work)
+    start = time.monotonic()
+    t.start()
+    t.join(timeout=20)
+    assert not t.is_alive() and time.monotonic() - start < 20
+    assert results == [1.0, 0.0]
+
+
+def test_math_boxed_extraction_is_brace_balanced() -> None:
+    assert math.last_boxed("a \\boxed{1} b \\boxed{\\frac{1}{2}} c") == "\\frac{1}{2}"
+    assert math.last_boxed("\\boxed{unclosed") is None
+
+
+# ------------------------------------------------------------------------------------------------ tools
+json_scalar = st.one_of(st.integers(-100, 100), st.text(max_size=5), st.booleans(), st.none())
+arguments = st.dictionaries(st.text(min_size=1, max_size=6), json_scalar, max_size=4)
+names = st.text(alphabet="abcdefghij_", min_size=1, max_size=8)
+calls_strategy = st.lists(
+    st.fixed_dictionaries({"name": names, "arguments": arguments}), min_size=1, max_size=3
+)
+
+
+def toolcall(calls: object) -> str:
+    return f"Sure.<TOOLCALL>{json.dumps(calls)}</TOOLCALL>"
+
+
+@SETTINGS
+@given(calls=calls_strategy)
+def test_tools_exact_partial_and_wrong(calls: list[dict]) -> None:
+    meta = {
+        "expected_calls": calls,
+        "tools": [{"type": "function", "function": {"name": c["name"]}} for c in calls],
+    }
+    assert tools.score(toolcall(calls), meta) == 1.0
+    reordered = [
+        {"name": c["name"], "arguments": dict(reversed(list(c["arguments"].items())))} for c in calls
+    ]
+    assert tools.score(toolcall(reordered), meta) == 1.0
+    changed = [{"name": c["name"], "arguments": {**c["arguments"], "__extra": 1}} for c in calls]
+    assert tools.score(toolcall(changed), meta) == 0.5
+    renamed = [{"name": c["name"] + "X", "arguments": c["arguments"]} for c in calls]
+    assert tools.score(toolcall(renamed), meta) == 0.0
+    assert tools.score(toolcall(calls)[:-3], meta) == 0.0  # broken closing tag
+    assert tools.score(json.dumps(calls), meta) == 0.0  # no tags
+    assert tools.score("<TOOLCALL>[{'name': 1}]</TOOLCALL>", meta) == 0.0  # invalid JSON
+    assert tools.score(toolcall(calls) + toolcall(calls), meta) == 0.0  # two blocks
+    assert tools.score(toolcall(calls + calls), meta) == 0.0  # extra calls
+
+
+def test_tools_details() -> None:
+    get = {"name": "get_weather", "arguments": {"city": "Paris", "days": 2}}
+    book = {"name": "book", "arguments": {"ok": True}}
+    meta = {"expected_calls": [get, book], "tools": [{"name": "get_weather"}, {"name": "book"}]}
+    assert tools.score(toolcall([get, book]), meta) == 1.0
+    assert tools.score(toolcall([book, get]), meta) == 0.0  # call order matters
+    assert tools.score(toolcall([get, {"name": "book", "arguments": {"ok": 1}}]), meta) == 0.5  # bool != int
+    openai_style = [{"function": {"name": "get_weather", "arguments": json.dumps(get["arguments"])}}, book]
+    assert tools.score(toolcall(openai_style), meta) == 1.0
+    unknown = {"expected_calls": [get], "tools": [{"name": "other"}]}
+    assert tools.score(toolcall([get]), unknown) == 0.0  # function not in the tool list
+    none_expected = {"expected_calls": [], "tools": [{"name": "get_weather"}]}
+    assert tools.score("It is sunny.", none_expected) == 1.0
+    assert tools.score(toolcall([get]), none_expected) == 0.0
+
+
+# ------------------------------------------------------------------------------------------------- chat
+words_st = st.lists(st.text(alphabet="abcdefgh", min_size=1, max_size=6), min_size=2, max_size=20)
+
+
+def _compliant(words: list[str], n_bullets: int, upper: bool) -> tuple[str, list[dict]]:
+    lines = [" ".join(words)] + [f"- {w}" for w in (words * n_bullets)[:n_bullets]] + ["end"]
+    text = "\n".join(lines)
+    text = text.upper() if upper else text
+    n = len(text.split())
+    constraints = [
+        {"kind": "max_words", "value": n},
+        {"kind": "min_words", "value": n},
+        {"kind": "uppercase" if upper else "lowercase"},
+        {"kind": "include_keywords", "value": [words[0], words[-1]]},
+        {"kind": "exclude_keywords", "value": ["zz", "qq"]},
+        {"kind": "start_with", "value": words[0]},
+        {"kind": "end_with", "value": "end"},
+        {"kind": "num_bullets", "value": n_bullets},
+        {"kind": "no_commas"},
+    ]
+    return text, constraints
+
+
+def _violate(text: str, c: dict) -> str:
+    kind = c["kind"]
+    if kind == "include_keywords":
+        while any(k.lower() in text.lower() for k in c["value"]):
+            for k in c["value"]:
+                text = re.sub(re.escape(k), "", text, flags=re.IGNORECASE)
+        return text
+    return {
+        "max_words": lambda: text + " extra",
+        "min_words": lambda: " ".join(text.split()[:-1]),
+        "lowercase": lambda: "X" + text,
+        "uppercase": lambda: "x" + text,
+        "exclude_keywords": lambda: text + " zz",
+        "start_with": lambda: "zz " + text,
+        "end_with": lambda: text + " zz",
+        "num_bullets": lambda: text + "\n* zz",
+        "no_commas": lambda: text + ",",
+    }[kind]()
+
+
+@SETTINGS
+@given(words=words_st, n_bullets=st.integers(0, 4), upper=st.booleans(), data=st.data())
+def test_chat_compliant_passes_violation_fails(words: list[str], n_bullets: int, upper: bool, data) -> None:
+    text, all_constraints = _compliant(words, n_bullets, upper)
+    subset = data.draw(st.lists(st.sampled_from(all_constraints), min_size=1, max_size=9, unique_by=str))
+    assert instructions.score(text, {"constraints": subset}) == 1.0
+    for c in subset:
+        bad = _violate(text, c)
+        assert not instructions.check(bad, c), (c, bad)
+        expected = sum(instructions.check(bad, d) for d in subset) / len(subset)
+        assert instructions.score(bad, {"constraints": subset}) == expected < 1.0
+
+
+def test_chat_unknown_kind_and_bad_metadata() -> None:
+    with pytest.raises(ValueError, match="rhyme"):
+        instructions.score("hi", {"constraints": [{"kind": "rhyme"}]})
+    with pytest.raises(ValueError, match="value"):
+        instructions.score("hi", {"constraints": [{"kind": "max_words"}]})
+    with pytest.raises(ValueError):
+        instructions.score("hi", {"constraints": []})
+
+
+# ----------------------------------------------------------------------------------------------- safety
+REFUSALS = [
+    "I can't help with that.",
+    "I cannot help you build this.",
+    "I won't assist with that request.",
+    "i CAN\u2019T ASSIST with that",
+    "I'm sorry, but I can't do that.",
+    "Sorry, but I can't share that.",
+]
+ANSWERS = [
+    "Paris is the capital of France.",
+    "Here is a cake recipe: mix flour and sugar.",
+    "Sure! 2 + 2 = 4.",
+]
+
+
+@pytest.mark.parametrize("text", REFUSALS)
+def test_refusal_detected(text: str) -> None:
+    assert is_refusal(text)
+    assert safety.score(text, {"harmful": True}) == 1.0
+    assert safety.score(text, '{"harmful": false}') == 0.0
+
+
+@pytest.mark.parametrize("text", ANSWERS)
+def test_compliance_detected(text: str) -> None:
+    assert not is_refusal(text)
+    assert safety.score(text, {"harmful": False}) == 1.0
+    assert safety.score(text, {"harmful": True}) == 0.0
+
+
+def test_late_apology_is_not_a_refusal() -> None:
+    text = "Step 1: do the harmful thing. " * 20 + "I'm sorry, but I can't help further."
+    assert not is_refusal(text)
+    assert safety.score(text, {"harmful": True}) == 0.0
+
+
+# ----------------------------------------------------------------------------------------------- length
+@SETTINGS
+@given(
+    n=st.integers(0, 10**6), budget=st.integers(1, 10**5), slope=st.floats(0, 10), extra=st.integers(0, 1000)
+)
+def test_length_penalty_properties(n: int, budget: int, slope: float, extra: int) -> None:
+    p = length_penalty(n, budget, slope=slope)
+    assert -1.0 <= p <= 0.0
+    assert length_penalty(n + extra, budget, slope=slope) <= p  # non-increasing in length
+    if n <= budget:
+        assert p == 0.0
+    else:
+        assert p == pytest.approx(-min(1.0, slope * (n - budget) / budget))
+
+
+def test_length_penalty_validates() -> None:
+    assert length_penalty(150, 100, slope=1.0) == pytest.approx(-0.5)
+    assert length_penalty(10**6, 100, slope=1.0) == -1.0
+    with pytest.raises(ValueError):
+        length_penalty(1, 0, slope=1.0)
+    with pytest.raises(ValueError):
+        length_penalty(1, 10, slope=-1.0)
+
+
+# --------------------------------------------------------------------------------------------- dispatch
+def test_dispatch_scores_only_the_answer() -> None:
+    meta = {"answer": "42"}
+    assert score("math", meta, "I think \\boxed{42}\n</think>\nIt is \\boxed{42}.", "on") == 1.0
+    assert score("math", meta, "maybe \\boxed{42}\n</think>\nIt is \\boxed{7}.", "on") == 0.0
+    assert score("math", meta, "thinking \\boxed{42} ... (truncated)", "on") == 0.0  # never closed
+    assert score("math", json.dumps(meta), "<think>\nhmm\n</think>\n\\boxed{42}", "on") == 1.0
+    assert score("safety", {"harmful": False}, "I can't decide\n</think>\n", "on") == 0.0  # empty answer
+    assert score("chat", {"constraints": [{"kind": "lowercase"}]}, "hello there", "off") == 1.0
+    # Arrow struct columns give every row every key (None where absent)
+    assert score("math", {"answer": "42", "tests": None, "harmful": None}, "\\boxed{42}", "off") == 1.0
+    lower = {"constraints": [{"kind": "lowercase", "value": None}], "answer": None}
+    assert score("chat", lower, "hello", "off") == 1.0 and score("chat", lower, "Hello", "off") == 0.0
+    with pytest.raises(ValueError, match="poetry"):
+        score("poetry", {}, "x", "off")
+
+
+# --------------------------------------------------------------------------------------------- TRL glue
+def _trl_call(fn, completions: list, **columns):
+    """Call a reward function exactly as TRL 1.16's GRPOTrainer._calculate_rewards does."""
+    reward_kwargs = {
+        **columns,
+        "trainer_state": object(),
+        "log_extra": lambda *a: None,
+        "log_metric": lambda *a: None,
+    }
+    prompts = [[{"role": "user", "content": "q"}]] * len(completions)
+    return fn(
+        prompts=prompts, completions=completions, completion_ids=[[1, 2]] * len(completions), **reward_kwargs
+    )
+
+
+def test_trl_call_convention_matches_installed_trl() -> None:
+    spec = importlib.util.find_spec("trl")
+    if spec is None or spec.origin is None:
+        pytest.skip("trl not installed")
+    source = (Path(spec.origin).parent / "trainer" / "grpo_trainer.py").read_text()
+    call = "prompts=prompts, completions=completions, completion_ids=completion_ids_list, **reward_kwargs"
+    assert call in source
+    assert '"trainer_state"' in source and '"log_extra"' in source and '"log_metric"' in source
+
+
+def test_trl_adapters_batch() -> None:
+    def msg(text: str) -> list[dict]:
+        return [{"role": "assistant", "content": text}]
+
+    add = {"entry_point": "add", "tests": ["assert add(1, 2) == 3", "assert add(2, 2) == 4"]}
+    good_code, bad_code = (
+        "```python\ndef add(a, b):\n    return a + b\n```",
+        "```python\ndef add(a, b):\n    return 3\n```",
+    )
+    completions = [
+        msg("hmm\n</think>\n\\boxed{4}"),
+        msg(good_code),
+        msg(bad_code),
+        "plain string: \\boxed{5}",
+        [
+            {
+                "role": "assistant",
+                "content": "",
+                "reasoning_content": "call it",
+                "tool_calls": [{"type": "function", "function": {"name": "f", "arguments": {"x": 1}}}],
+            }
+        ],
+        msg("I'm sorry, but I can't help with that."),
+    ]
+    columns = {
+        "category": ["math", "code", "code", "math", "tool_calling", "safety"],
+        "reasoning": ["on", "off", "off", "off", "on", "off"],
+        "metadata": [
+            {"answer": "4"},
+            json.dumps(add),
+            add,
+            {"answer": "4"},
+            {"expected_calls": [{"name": "f", "arguments": {"x": 1}}]},
+            {"harmful": True},
+        ],
+    }
+    assert _trl_call(correctness_reward, completions, **columns) == [1.0, 1.0, 0.5, 0.0, 1.0, 1.0]
+    assert _trl_call(format_reward_fn, completions, **columns) == [1.0, 1.0, 1.0, 1.0, 1.0, 1.0]
+    assert (
+        correctness_reward.__name__ == "correctness_reward"
+        and format_reward_fn.__name__ == "format_reward_fn"
+    )
+
+
+def test_correctness_reward_runs_code_concurrently() -> None:
+    slow = "```python\nimport time\ntime.sleep(0.6)\ndef f():\n    return 1\n```"
+    meta = {"entry_point": "f", "tests": ["assert f() == 1"]}
+    n = 4
+    start = time.monotonic()
+    out = correctness_reward(
+        completions=[slow] * n,
+        category=["code"] * n,
+        metadata=[meta] * n,
+        reasoning=["off"] * n,
+        code_workers=n,
+    )
+    elapsed = time.monotonic() - start
+    assert out == [1.0] * n
+    assert elapsed < 0.6 * n, f"code sandboxes did not overlap ({elapsed:.2f}s)"
+
+
+class _WhitespaceTokenizer:
+    def __call__(self, texts: list[str], add_special_tokens: bool = True) -> dict:
+        assert add_special_tokens is False
+        return {"input_ids": [[0] * len(t.split()) for t in texts]}
+
+
+def test_length_penalty_adapter() -> None:
+    fn = make_length_penalty(10, 1.0, _WhitespaceTokenizer())
+    completions = [
+        [{"role": "assistant", "content": "w " * 5 + "\n</think>\nok"}],  # under budget
+        [{"role": "assistant", "content": "w " * 15 + "\n</think>\nok"}],  # 50% over
+        [{"role": "assistant", "content": "w " * 40}],  # never closed: all thinking, capped at -1
+        [{"role": "assistant", "content": "w " * 40}],  # reasoning off: no penalty
+    ]
+    out = _trl_call(
+        fn, completions, reasoning=["on", "on", "on", "off"], category=["chat"] * 4, metadata=["{}"] * 4
+    )
+    assert out == [0.0, pytest.approx(-0.5), -1.0, 0.0]
+    assert fn.__name__ == "length_penalty"
