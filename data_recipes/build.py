@@ -1,0 +1,219 @@
+"""Build a recipe: generate + load -> flag -> dedup -> decontaminate -> split -> OFF pairs ->
+truncate -> tokenise/length-check -> write (samples, views, manifest), cached by fingerprint.
+
+With ``on_error=raise`` the first bad record stops the build before anything is written. With
+``skip``, bad records go to ``rejects.jsonl`` with their reason and are counted in the manifest,
+as are dedup and decontamination drops: nothing leaves the build silently.
+
+Output is written to a temporary sibling folder and moved into place, then copied to
+``$POSTTRAIN_CACHE/data/<fingerprint>``; an identical build returns the existing manifest at once,
+and a build into another folder copies the cached one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+from data_recipes import parallel
+from data_recipes.config import RecipeConfig, SourceConfig
+from data_recipes.errors import DataError
+from data_recipes.fingerprint import code_version, recipe_fingerprint, template_hash, tokenizer_hash
+from data_recipes.mixture import SPLITS, allocate, assign_splits, shuffle, take
+from data_recipes.sources import load_source
+from data_recipes.transforms.decontam import build_index, decontaminate
+from data_recipes.transforms.dedup import dedup
+from data_recipes.transforms.reasoning import apply_flag, pair_off
+from data_recipes.transforms.truncation import truncate_share
+from data_recipes.writer import percentiles, write_output
+
+MANIFEST = "manifest.json"
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("POSTTRAIN_CACHE", Path.home() / ".cache" / "posttrain")) / "data"
+
+
+def as_config(cfg) -> RecipeConfig:
+    """A ``RecipeConfig`` from a dataclass, a dict or an OmegaConf node."""
+    if isinstance(cfg, RecipeConfig):
+        return cfg
+    if hasattr(cfg, "_metadata"):  # DictConfig
+        from omegaconf import OmegaConf
+
+        cfg = OmegaConf.to_container(cfg, resolve=True)
+    cfg = {k: v for k, v in dict(cfg).items() if k != "defaults"}
+    cfg["sources"] = [SourceConfig(**s) if isinstance(s, dict) else s for s in cfg.get("sources", [])]
+    return RecipeConfig(**cfg)
+
+
+def load_tokenizer(cfg: RecipeConfig):
+    if cfg.tokenizer is None:
+        from posttrain.models.tokenizer import build_tokenizer
+
+        return build_tokenizer()
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(cfg.tokenizer)
+    if not getattr(tok, "chat_template", None):
+        raise DataError(f"recipe {cfg.name}", "tokenizer", f"{cfg.tokenizer} has no chat template")
+    return tok
+
+
+def _read_manifest(path: Path) -> dict | None:
+    try:
+        return json.loads((path / MANIFEST).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def collect(cfg: RecipeConfig) -> tuple[list[dict], list[dict], dict]:
+    """Generated and loaded samples (in a fixed order), the rejects and the mixture report."""
+    weights = {f"domain:{d}": w for d, w in cfg.domains.items() if w > 0}
+    weights.update({f"source:{i}": s.weight for i, s in enumerate(cfg.sources) if s.weight > 0})
+    target = allocate(cfg.total, weights)
+    samples, rejects, got = [], [], {}
+    for d in sorted(d for d in cfg.domains if f"domain:{d}" in target):
+        rows = parallel.generate(cfg, d, target[f"domain:{d}"])
+        got[f"domain:{d}"] = len(rows)
+        samples += rows
+    for i, src in enumerate(cfg.sources):
+        rows, rej = load_source(src, cfg.on_error, hub_rows=target.get(f"source:{i}", 0), seed=cfg.seed)
+        rejects += rej
+        rows = take(rows, target.get(f"source:{i}", 0), cfg.seed, f"source:{i}")
+        got[f"source:{i}"] = len(rows)
+        samples += rows
+    names = {f"source:{i}": s.path for i, s in enumerate(cfg.sources)}
+    report = {"target": target, "taken": got, "shortfall": {k: target[k] - got.get(k, 0) for k in target},
+              "sources": names}  # fmt: skip
+    return samples, rejects, report
+
+
+def _length_check(
+    samples: list[dict], tok, cfg: RecipeConfig, rejects: list[dict]
+) -> tuple[list, list, list]:
+    n_tokens, r_tokens = parallel.measure(samples, tok, cfg.num_proc)
+    kept, lens, rlens = [], [], []
+    for s, n, r in zip(samples, n_tokens, r_tokens):
+        if n > cfg.max_length:
+            err = DataError(s["_where"], "messages", f"sample has {n} tokens > max_length {cfg.max_length}")
+            if cfg.on_error == "raise":
+                raise err
+            rejects.append({**err.as_reject(), "uuid": s["uuid"]})
+            continue
+        kept.append(s)
+        lens.append(n)
+        rlens.append(r)
+    return kept, lens, rlens
+
+
+def _counts(samples: list[dict]) -> dict:
+    return {
+        "total": len(samples),
+        "by_category": dict(sorted(Counter(s["category"] for s in samples).items())),
+        "by_reasoning": dict(sorted(Counter(s["reasoning"] for s in samples).items())),
+        "truncated": sum("truncated_at" in s["metadata"] for s in samples),
+        "by_split": {sp: sum(s["_split"] == sp for s in samples) for sp in SPLITS},
+    }
+
+
+def _publish(tmp: Path, out: Path) -> None:
+    old = None
+    if out.exists():
+        old = out.parent / f".{out.name}.old-{os.getpid()}-{time.time_ns()}"
+        out.rename(old)
+    tmp.rename(out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _to_cache(out: Path, fp: str) -> None:
+    dest = cache_root() / fp
+    if (dest / MANIFEST).exists():
+        return
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{fp}-", dir=dest.parent))
+    shutil.copytree(out, tmp, dirs_exist_ok=True)
+    try:
+        tmp.rename(dest)
+    except OSError:  # a concurrent build published it first
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def build_recipe(cfg, out: str | Path, *, force: bool = False, tokenizer=None) -> dict:
+    """Build recipe ``cfg`` into ``out`` and return its manifest (see the module docstring)."""
+    cfg = as_config(cfg)
+    tok = tokenizer if tokenizer is not None else load_tokenizer(cfg)
+    fp, out = recipe_fingerprint(cfg, tok), Path(out)
+    if not force:
+        done = _read_manifest(out)
+        if done is not None and done.get("fingerprint") == fp:
+            return done
+        cached = _read_manifest(cache_root() / fp)
+        if cached is not None and cached.get("fingerprint") == fp:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+            shutil.copytree(cache_root() / fp, tmp, dirs_exist_ok=True)
+            _publish(tmp, out)
+            return cached
+    t0 = time.time()
+    samples, rejects, mixture = collect(cfg)
+    samples = [apply_flag(s) for s in samples]
+    dropped: dict = {"dedup": {"exact": 0, "normalized": 0}, "decontam": {}}
+    if cfg.dedup:
+        samples, dropped["dedup"] = dedup(samples)
+    if cfg.decontaminate and cfg.decontam_sets:
+        samples, dropped["decontam"] = decontaminate(
+            samples, build_index(list(cfg.decontam_sets), cfg.ngram), cfg.ngram
+        )
+    prompts = assign_splits(samples, cfg.splits, cfg.seed)
+    off = pair_off(samples, cfg.off_fraction, cfg.seed)
+    samples += off
+    n_trunc = truncate_share(samples, cfg.truncate_fraction, tuple(cfg.truncate_budget), cfg.seed, tok)
+    samples, lens, rlens = _length_check(samples, tok, cfg, rejects)
+    splits = {sp: shuffle([s for s in samples if s["_split"] == sp], cfg.seed, sp) for sp in SPLITS}
+    budgets = [s["metadata"]["thinking_budget"] for s in samples if "thinking_budget" in s["metadata"]]
+    manifest = {
+        "name": cfg.name,
+        "fingerprint": fp,
+        "counts": _counts(samples),
+        "rejected": {
+            "count": len(rejects),
+            "path": "rejects.jsonl",
+            "by_field": dict(Counter(r["field"] for r in rejects)),
+        },  # fmt: skip
+        "dropped": dropped,
+        "mixture": mixture,
+        "off_pairs": len(off),
+        "truncation": {
+            "count": n_trunc,
+            "budget_range": list(cfg.truncate_budget),
+            "budgets": percentiles(budgets),
+        },  # fmt: skip
+        "prompts_by_split": prompts,
+        "token_lengths": {"sample": percentiles(lens), "reasoning": percentiles(rlens)},
+        "recipe": dataclasses.asdict(cfg),
+        "versions": {
+            "code": code_version(),
+            "tokenizer": tokenizer_hash(tok),
+            "template": template_hash(tok),
+        },
+        "build_seconds": round(time.time() - t0, 3),
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        write_output(tmp, splits, rejects, manifest, cfg.seed, getattr(tok, "chat_template", None) or "")
+        _publish(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _to_cache(out, fp)
+    return manifest

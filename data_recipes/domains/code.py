@@ -1,0 +1,134 @@
+"""Code: small Python function tasks with unit tests.
+
+A task is a (family, function name, argument names, constant K) combination, e.g. "Write a Python
+function `add_3(x)` that returns x plus 3." Sample ``i`` takes combination ``i`` of a seeded
+permutation of all of them, so prompts only repeat after the whole space is used. The tests are
+``cfg.code_tests`` asserts on seeded random inputs whose expected values come from running the
+reference solution itself; the corrupted solution is the family's typical bug, kept only if it
+fails a test (otherwise ``return None``).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from data_recipes.domains.common import make_sample, msg, pick, rng_for
+
+_WORDS = ["apple", "river", "stone", "cloud", "tiger", "lemon", "paper", "green", "music", "ocean",
+          "bread", "night", "level", "radar", "kayak", "plant", "sugar", "chair"]  # fmt: skip
+_TWO = [("a", "b"), ("x", "y"), ("m", "n")]
+_ONE = [("x",), ("n",), ("value",)]
+_LIST = [("xs",), ("nums",), ("values",)]
+_STR = [("s",), ("text",), ("word",)]
+
+# (names, arg-name variants, input kind, description, body, buggy body, uses K)
+_FAMILIES = [
+    (["add", "add_numbers", "plus"], _TWO, "ii", "returns the sum of {0} and {1}", "{0} + {1}", "{0} - {1}", False),
+    (["subtract", "minus", "difference"], _TWO, "ii", "returns {0} minus {1}", "{0} - {1}", "{1} - {0}", False),
+    (["multiply", "product", "times"], _TWO, "ii", "returns {0} times {1}", "{0} * {1}", "{0} + {1}", False),
+    (["abs_diff", "distance", "gap"], _TWO, "ii", "returns the absolute difference of {0} and {1}", "abs({0} - {1})", "{0} - {1}", False),
+    (["max_of_two", "larger", "bigger"], _TWO, "ii", "returns the larger of {0} and {1}", "max({0}, {1})", "min({0}, {1})", False),
+    (["add_{k}", "plus_{k}", "increment_by_{k}"], _ONE, "i", "returns {0} plus {k}", "{0} + {k}", "{0} + {k1}", True),
+    (["times_{k}", "multiply_by_{k}", "scale_{k}"], _ONE, "i", "returns {0} multiplied by {k}", "{0} * {k}", "{0} + {k}", True),
+    (["mod_{k}", "remainder_{k}", "rem_{k}"], _ONE, "i", "returns the remainder of {0} divided by {k}", "{0} % {k}", "{0} // {k}", True),
+    (["is_divisible_by_{k}", "divisible_{k}", "multiple_of_{k}"], _ONE, "i", "returns True if {0} is divisible by {k}, else False", "{0} % {k} == 0", "{0} % {k} == 1", True),
+    (["is_even", "even", "check_even"], _ONE, "i", "returns True if {0} is even, else False", "{0} % 2 == 0", "{0} % 2 == 1", False),
+    (["square", "squared", "sq"], _ONE, "i", "returns {0} squared", "{0} * {0}", "{0} + {0}", False),
+    (["max_of_list", "largest", "biggest"], _LIST, "l", "returns the largest number in the list {0}", "max({0})", "min({0})", False),
+    (["sum_list", "total", "list_sum"], _LIST, "l", "returns the sum of the list {0}", "sum({0})", "sum({0}) + 1", False),
+    (["count_above_{k}", "num_above_{k}", "how_many_above_{k}"], _LIST, "l", "returns how many numbers in {0} are greater than {k}", "sum(1 for v in {0} if v > {k})", "sum(1 for v in {0} if v >= {k})", True),
+    (["reverse_string", "reverse", "backwards"], _STR, "s", "returns the string {0} reversed", "{0}[::-1]", "{0}", False),
+    (["count_vowels", "vowels", "num_vowels"], _STR, "s", "returns the number of vowels (a, e, i, o, u) in {0}", "sum(1 for c in {0} if c in 'aeiou')", "len({0})", False),
+    (["repeat_{k}", "repeat_{k}_times", "echo_{k}"], _STR, "s", "returns the string {0} repeated {k} times", "{0} * {k}", "{0} * {k1}", True),
+    (["first_char", "first_letter", "initial"], _STR, "s", "returns the first character of {0}", "{0}[0]", "{0}[-1]", False),
+]  # fmt: skip
+_KS = range(2, 21)
+
+
+@lru_cache(maxsize=1)
+def _space() -> tuple[tuple[int, int, int, int], ...]:
+    """Every (family, name, arg variant, K) combination."""
+    out = []
+    for f, (names, variants, _, _, _, _, uses_k) in enumerate(_FAMILIES):
+        for n in range(len(names)):
+            for v in range(len(variants)):
+                out.extend((f, n, v, k) for k in (_KS if uses_k else [0]))
+    return tuple(out)
+
+
+def _inputs(kind: str, rng) -> tuple:
+    if kind == "ii":
+        return (rng.randint(-20, 20), rng.randint(-20, 20))
+    if kind == "i":
+        return (rng.randint(-30, 30),)
+    if kind == "l":
+        return ([rng.randint(-9, 25) for _ in range(rng.randint(1, 5))],)
+    return (rng.choice(_WORDS),)
+
+
+def _run(code: str, name: str, args: tuple):
+    scope: dict = {}
+    exec(code, scope)  # noqa: S102 - our own generated reference code
+    return scope[name](*args)
+
+
+def function_code(name: str, args: tuple[str, ...], body: str) -> str:
+    return f"def {name}({', '.join(args)}):\n    return {body}\n"
+
+
+def _fails(code: str, name: str, tests: list[str]) -> bool:
+    scope: dict = {}
+    try:
+        exec(code, scope)  # noqa: S102 - our own generated code
+        for t in tests:
+            exec(t, scope)  # noqa: S102
+    except Exception:  # noqa: BLE001 - any failure means the tests reject it
+        return True
+    return False
+
+
+def generate(cfg, indices: list[int]) -> list[dict]:
+    out, space = [], _space()
+    for i in indices:
+        f, n, v, k = space[pick(cfg.seed, "code", len(space), i)]
+        names, variants, kind, desc, body, _, _ = _FAMILIES[f]
+        args, rng = variants[v], rng_for(cfg.seed, "code", i)
+        name, fill = names[n].format(k=k), {"k": k, "k1": k + 1}
+        body = body.format(*args, **fill)
+        code = function_code(name, args, body)
+        tests, seen = [], set()
+        for _ in range(cfg.code_tests * 4):
+            inp = _inputs(kind, rng)
+            if repr(inp) in seen:
+                continue
+            seen.add(repr(inp))
+            call = f"{name}({', '.join(map(repr, inp))})"
+            tests.append(f"assert {call} == {_run(code, name, inp)!r}")
+            if len(tests) == cfg.code_tests:
+                break
+        what = desc.format(*args, **fill)
+        reasoning = f"The function {name} takes {', '.join(args)}.\nIt {what}.\nSo it should return {body}."
+        messages = [
+            msg("user", f"Write a Python function `{name}({', '.join(args)})` that {what}."),
+            msg("assistant", f"```python\n{code}```", reasoning=reasoning),
+        ]
+        out.append(make_sample("code", cfg.seed, i, messages, {"entry_point": name, "tests": tests}))
+    return out
+
+
+def corrupt(sample: dict, rng) -> dict:
+    """The family's typical bug (an off-by-one, a swapped operator, ...) if it fails a test, else ``return None``."""
+    last, meta = sample["messages"][-1], sample["metadata"]
+    name, tests = meta["entry_point"], meta["tests"]
+    head = last["content"].split("\n")[1]  # "def name(args):"
+    args = tuple(a.strip() for a in head[head.index("(") + 1 : head.rindex(")")].split(",") if a.strip())
+    for names, _, _, _, body, bug, uses_k in _FAMILIES:
+        for k in _KS if uses_k else [0]:
+            fill = {"k": k, "k1": k + 1}
+            if name not in [nm.format(k=k) for nm in names]:
+                continue
+            if function_code(name, args, body.format(*args, **fill)) in last["content"]:
+                bad = function_code(name, args, bug.format(*args, **fill))
+                if _fails(bad, name, tests):
+                    return {**last, "content": f"```python\n{bad}```"}
+    return {**last, "content": f"```python\n{function_code(name, args, 'None')}```"}

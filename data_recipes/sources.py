@@ -1,0 +1,149 @@
+"""Read external datasets: local JSONL / Parquet files or folders, or (online only) an HF dataset id.
+
+Each record is decoded, adapted (``adapters.adapt``) and validated (``schema.validate_sample``). A bad
+record becomes a ``DataError`` naming ``file:line`` (Parquet: ``file:row``), the field and the reason;
+``load_source`` raises it or collects it as a reject, depending on ``on_error``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from data_recipes.adapters import adapt
+from data_recipes.config import SourceConfig
+from data_recipes.errors import DataError
+from data_recipes.schema import validate_message, validate_sample
+
+_SUFFIXES = (".jsonl", ".json", ".parquet")
+
+
+def _files(path: Path) -> list[Path]:
+    if path.is_dir():
+        return sorted(p for p in path.rglob("*") if p.suffix in _SUFFIXES and p.is_file())
+    return [path]
+
+
+def _jsonl(path: Path) -> Iterator[tuple[str, Any, str]]:
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            where = f"{path}:{lineno}"
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                yield (
+                    where,
+                    DataError(where, "<line>", f"invalid UTF-8 at byte {e.start}"),
+                    raw.decode("utf-8", "replace"),
+                )
+                continue
+            if not text.strip():
+                continue
+            try:
+                yield where, json.loads(text), text
+            except json.JSONDecodeError as e:
+                yield where, DataError(where, "<json>", f"invalid JSON: {e.msg} at column {e.colno}"), text
+
+
+def _parquet(path: Path) -> Iterator[tuple[str, Any, str]]:
+    import pyarrow.parquet as pq
+
+    row = 0
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=1024):
+        for rec in batch.to_pylist():
+            row += 1
+            yield f"{path}:{row}", rec, ""
+
+
+def _hub(src: SourceConfig, seed: int) -> Iterator[tuple[str, Any, str]]:
+    where = f"hf:{src.path}[{src.split}]"
+    if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1":
+        raise DataError(
+            where, "sources.path", "not a local file and the HF hub is offline (HF_HUB_OFFLINE=1)"
+        )
+    import datasets
+
+    try:
+        ds = datasets.load_dataset(src.path, split=src.split, streaming=True).shuffle(
+            seed=seed, buffer_size=10_000
+        )
+    except Exception as e:  # noqa: BLE001 - any hub failure becomes a one-line DataError
+        raise DataError(where, "sources.path", f"cannot load HF dataset: {type(e).__name__}: {e}") from None
+    for i, rec in enumerate(ds):
+        yield f"{where}:{i + 1}", rec, ""
+
+
+def iter_raw(
+    src: SourceConfig, *, hub_rows: int | None = None, seed: int = 0
+) -> Iterator[tuple[str, Any, str]]:
+    """``(where, record | DataError, raw text)`` for the records of ``src`` (up to ``src.limit``).
+
+    A hub dataset is streamed, shuffled with a 10k buffer, and read only up to ``hub_rows`` records
+    (the mixture's share): reading a 20M-row split in full to sample from it would not scale.
+    """
+    path = Path(src.path).expanduser()
+    limit = src.limit
+    if path.exists():
+        gens = [_parquet(p) if p.suffix == ".parquet" else _jsonl(p) for p in _files(path)]
+    elif src.path.count("/") == 1 and not src.path.startswith((".", "/")):
+        gens = [_hub(src, seed)]
+        limit = hub_rows if limit is None else min(limit, hub_rows if hub_rows is not None else limit)
+    else:
+        raise DataError(str(path), "sources.path", "no such file or directory")
+    n = 0
+    for gen in gens:
+        for item in gen:
+            if limit is not None and n >= limit:
+                return
+            n += 1
+            yield item
+
+
+def parse(where: str, rec: Any, src: SourceConfig) -> dict:
+    """Adapt and validate one record; the preference adapter's rejected turns are validated too."""
+    sample = validate_sample(adapt(rec, src.format, where, src.category), where)
+    rejected = sample["metadata"].get("rejected")
+    if rejected is not None:
+        if not isinstance(rejected, list) or not rejected:
+            raise DataError(where, "rejected", "must be a non-empty list of assistant turns")
+        sample["metadata"]["rejected"] = [
+            validate_message(m, where, f"rejected[{i}]") for i, m in enumerate(rejected)
+        ]
+    sample["_where"] = where
+    return sample
+
+
+def load_source(
+    src: SourceConfig, on_error: str, *, hub_rows: int | None = None, seed: int = 0
+) -> tuple[list, list]:
+    """All valid samples of ``src`` and the rejects; raises the first ``DataError`` if ``on_error=raise``."""
+    samples, rejects = [], []
+    for where, rec, raw in iter_raw(src, hub_rows=hub_rows, seed=seed):
+        try:
+            if isinstance(rec, DataError):
+                raise rec
+            samples.append(parse(where, rec, src))
+        except DataError as err:
+            if on_error == "raise":
+                raise
+            rejects.append(err.as_reject(raw or json.dumps(rec, default=str)[:2000]))
+    return samples, rejects
+
+
+def source_hash(src: SourceConfig) -> str:
+    """Content hash of a local source (file bytes), or its id and split for a hub dataset."""
+    h = hashlib.sha256()
+    path = Path(src.path).expanduser()
+    if path.exists():
+        for p in _files(path):
+            h.update(str(p.relative_to(path) if path.is_dir() else p.name).encode())
+            with p.open("rb") as fh:
+                for chunk in iter(lambda fh=fh: fh.read(1 << 20), b""):
+                    h.update(chunk)
+    else:
+        h.update(f"hub:{src.path}:{src.split}".encode())
+    return h.hexdigest()[:16]

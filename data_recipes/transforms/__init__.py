@@ -1,0 +1,1 @@
+"""Sample transforms: reasoning ON/OFF pairing, thinking truncation, dedup, decontamination."""
