@@ -101,6 +101,9 @@ class PreferenceStageConfig(StageConfig):
     batch_size: int = _f(16, "Prompts per generation batch.")
     pass_threshold: float = _f(1.0, "A completion passes when its verifier reward is at least this.")
     max_pairs_per_prompt: int = _f(1, "Pairs kept per prompt.")
+    reference_chosen: bool = _f(
+        True, "When no sample passes, pair the recipe's reference answer (off-policy chosen) with a failure."
+    )
 
 
 @dataclass

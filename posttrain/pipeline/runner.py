@@ -148,7 +148,7 @@ def run_pipeline(cfg: DictConfig) -> dict[str, Manifest]:
     write_json_atomic(run_dir / "pipeline.json", {"stages": [p.dirname for p in plan]})
     done: dict[str, Manifest] = {INIT: init_stage(cfg, run_dir)}
     data = build_data(cfg, run_dir, done[INIT].checkpoint)
-    dirs = {p.name: run_dir / p.dirname for p in plan}
+    dirs = {INIT: run_dir / "00_init"} | {p.name: run_dir / p.dirname for p in plan}
     for p in plan:
         done[p.name] = run_stage(p, cfg, run_dir, done, data, dirs)
     return done

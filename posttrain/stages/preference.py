@@ -20,15 +20,30 @@ from posttrain.rewards import score
 from posttrain.stages.base import StageInputs, StageOutputs, link_checkpoint, load_policy, load_view
 
 
+def reference_completions(tok, inputs: StageInputs, uuids: set[str]) -> dict[str, str]:
+    """uuid -> the reference answer as the model would generate it after the generation prompt."""
+    pref = load_view(inputs, "preference", "train").filter(lambda u: u in uuids, input_columns="uuid")
+    out = {}
+    for r in pref:
+        tools = json.loads(r["tools"]) if r.get("tools") else None
+        head = tok.apply_chat_template(r["prompt"], tools=tools, add_generation_prompt=True, tokenize=False)
+        full = tok.apply_chat_template(r["prompt"] + r["chosen"], tools=tools, tokenize=False)
+        if full.startswith(head):
+            out[r["uuid"]] = full[len(head) :].rstrip("\n").removesuffix(tok.eos_token)
+    return out
+
+
 def mine_pairs(
     rows: list[dict], texts: list[str], samples: list[list[str]], scores: list[list[float]],
-    *, threshold: float, per_prompt: int, seed: int,
+    *, threshold: float, per_prompt: int, seed: int, references: dict[str, str] | None = None,
 ):  # fmt: skip
     """Pair passing (chosen) with failing (rejected) samples; returns (pairs, counts).
 
     Pairs are stored as raw text (TRL's standard, non-conversational preference format): ``prompt``
     is the chat-templated prompt and ``chosen``/``rejected`` are exactly what the model generated,
-    so DPO scores the very tokens the policy produced (TRL appends EOS).
+    so DPO scores the very tokens the policy produced (TRL appends EOS). When no sample passes and
+    ``references`` has the prompt's reference answer, it becomes an off-policy chosen (counted as
+    ``pairs_reference``).
     """
     rng = random.Random(seed)
     pairs, counts = [], Counter()
@@ -37,6 +52,9 @@ def mine_pairs(
         bad = [o for o, s in zip(outs, sc) if s < threshold]
         counts[f"pass_{row['category']}"] += len(good)
         counts[f"samples_{row['category']}"] += len(outs)
+        if not good and bad and references and row.get("uuid") in references:
+            good = [references[row["uuid"]]]
+            counts["pairs_reference"] += 1
         if not good or not bad:
             counts["prompts_all_pass" if good else "prompts_all_fail"] += 1
             continue
@@ -68,9 +86,11 @@ def run(cfg, inputs: StageInputs) -> StageOutputs:
         top_p=cfg.top_p, num_return_sequences=cfg.num_samples, batch_size=cfg.batch_size,
     )  # fmt: skip
     scores = [[score(r["category"], r["metadata"], s, r["reasoning"]) for s in outs] for r, outs in zip(rows, samples)]
+    refs = reference_completions(tok, inputs, {r["uuid"] for r in rows}) if cfg.reference_chosen else None
     pairs, counts = mine_pairs(
-        rows, texts, samples, scores, threshold=cfg.pass_threshold, per_prompt=cfg.max_pairs_per_prompt, seed=inputs.seed
-    )
+        rows, texts, samples, scores, threshold=cfg.pass_threshold, per_prompt=cfg.max_pairs_per_prompt,
+        seed=inputs.seed, references=refs,
+    )  # fmt: skip
     with open(inputs.stage_dir / "samples.jsonl", "w") as f:
         for r, outs, sc in zip(rows, samples, scores):
             f.write(json.dumps({"uuid": r.get("uuid"), "category": r["category"], "samples": outs, "scores": sc}) + "\n")
