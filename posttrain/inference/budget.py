@@ -1,0 +1,281 @@
+"""In-process thinking-budget control for any HF causal LM with a Nano 2 style chat template.
+
+Algorithm (per prompt, batched with left padding, greedy when ``temperature == 0``):
+
+1. **Reasoning.** If the prompt opens a trace (its last ``<think>`` is not closed, i.e. it ends with
+   ``<think>\\n``), generate at most ``B + grace_tokens`` tokens (never more than ``max_tokens``):
+   * the model closes the trace by itself (``</think>`` within the first ``B`` tokens): generation pauses
+     at token ``B`` (or at EOS, which finishes the answer);
+   * otherwise, once ``B`` tokens are spent, the trace ends at the first token holding a newline, at a
+     ``</think>`` the model emits in the grace window, or is hard-cut at ``B + grace_tokens``.
+2. **Close.** A trace that did not close itself gets ``close`` appended: by default the template's
+   separator ``"\\n</think>\\n"`` (just ``"</think>\\n"`` after a trailing newline, so the text is what
+   the template renders for that reasoning); the model card's ``".\\n</think>\\n\\n"`` can be passed.
+3. **Answer.** The text so far (prompt + trace [+ close]) is re-tokenized and continued with the tokens
+   left of ``max_tokens``, as the model card's second, raw ``/v1/completions`` call does. With
+   ``grace_tokens=0`` this reproduces ``ThinkingBudgetClient`` against ``posttrain serve`` token for token.
+
+``budget=None`` is plain generation (one ``generate`` call, nothing inserted). Prompts that skip
+reasoning (``/no_think``: they end with ``<think></think>``) are plain generation too.
+
+Departures from the model card: the inserted close does not count against ``max_tokens`` (only generated
+tokens do); a trace that closed itself is not re-closed; the newline grace window is the server-side
+variant described for Nano 2 (the model card's client hard-cuts at ``B``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from weakref import WeakKeyDictionary
+
+import torch
+from transformers import StoppingCriteria, StoppingCriteriaList
+
+THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
+TEMPLATE_CLOSE = "\n</think>\n"
+MODEL_CARD_CLOSE = ".\n</think>\n\n"
+DEFAULT_GRACE_TOKENS = 500
+
+_NEWLINE_MASKS: WeakKeyDictionary = WeakKeyDictionary()
+
+
+@dataclass
+class BudgetResult:
+    """One budgeted completion. ``text`` is the answer to the prompt: trace [+ close] + answer."""
+
+    reasoning: str
+    content: str
+    text: str
+    thinking_tokens: int  # generated reasoning tokens (the inserted close not counted)
+    total_tokens: int  # all generated tokens (reasoning + answer)
+    forced_close: bool
+    finish_reason: str  # "stop" (EOS) or "length"
+    reasoning_on: bool
+
+
+def reasoning_open(prompt: str) -> bool:
+    """True if the prompt ends inside a think trace (its last ``<think>`` has no ``</think>`` after it)."""
+    return prompt.rfind(THINK_OPEN) > prompt.rfind(THINK_CLOSE)
+
+
+def close_for(text_so_far: str, close: str | None = None) -> str:
+    """The string that closes a trace: ``close`` if given, else the template's separator."""
+    if close is not None:
+        return close
+    return TEMPLATE_CLOSE[1:] if text_so_far.endswith("\n") else TEMPLATE_CLOSE
+
+
+def newline_mask(tok) -> torch.Tensor:
+    """Boolean mask over the vocabulary: tokens whose decoded text contains a newline (cached per tokenizer)."""
+    try:
+        return _NEWLINE_MASKS[tok]
+    except (KeyError, TypeError):
+        pass
+    texts = tok.batch_decode([[i] for i in range(len(tok))])
+    mask = torch.tensor(["\n" in t for t in texts], dtype=torch.bool)
+    try:
+        _NEWLINE_MASKS[tok] = mask
+    except TypeError:
+        pass
+    return mask
+
+
+def _eos_ids(model, tok) -> set[int]:
+    ids = model.generation_config.eos_token_id if model.generation_config is not None else None
+    ids = ids if isinstance(ids, list) else [ids] if ids is not None else []
+    return {int(i) for i in ids} | ({int(tok.eos_token_id)} if tok.eos_token_id is not None else set())
+
+
+class TraceStop(StoppingCriteria):
+    """Per-row stop for the reasoning phase (step 1 above); records each row's generated length."""
+
+    def __init__(self, tok, budget: int, close_ids: list[int], nl_mask: torch.Tensor, eos: set[int]):
+        self.tok, self.budget, self.prompt_len = tok, budget, -1
+        self.close_ids, self.nl_mask, self.eos = close_ids, nl_mask, eos
+        self.lengths: dict[int, int] = {}
+
+    def _closed(self, gen: torch.Tensor) -> torch.Tensor:
+        if len(self.close_ids) == 1:
+            return (gen == self.close_ids[0]).any(dim=1)
+        return torch.tensor([THINK_CLOSE in t for t in self.tok.batch_decode(gen)], dtype=torch.bool)
+
+    def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.BoolTensor:
+        if self.prompt_len < 0:  # called once per new token, first with prompt + 1 token
+            self.prompt_len = input_ids.shape[1] - 1
+        gen = input_ids[:, self.prompt_len :]
+        t = gen.shape[1]
+        last = gen[:, -1]
+        done = torch.tensor([int(x) in self.eos for x in last], dtype=torch.bool)
+        if t == self.budget:
+            done |= self._closed(gen)
+        elif t > self.budget:
+            done |= self.nl_mask[last.clamp(max=len(self.nl_mask) - 1)] | self._closed(
+                gen[:, -len(self.close_ids) :]
+            )
+        for i in torch.nonzero(done).flatten().tolist():
+            self.lengths.setdefault(i, t)
+        return done.to(input_ids.device)
+
+
+def _first_eos(ids: list[int], eos: set[int]) -> int | None:
+    return next((i for i, x in enumerate(ids) if x in eos), None)
+
+
+@torch.no_grad()
+def _generate(model, tok, texts: list[str], max_new: int, temperature: float, top_p: float, stop=None):
+    """Left-padded batch generate; returns (new ids per row, prompt length)."""
+    enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+    sample = temperature > 0
+    out = model.generate(
+        **enc,
+        max_new_tokens=max_new,
+        do_sample=sample,
+        temperature=temperature if sample else None,
+        top_p=top_p if sample else None,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+        stopping_criteria=StoppingCriteriaList([stop]) if stop is not None else None,
+    )
+    plen = enc["input_ids"].shape[1]
+    return [row.tolist() for row in out[:, plen:]], plen
+
+
+def _finish(tok, texts, max_tokens, eos, temperature, top_p, batch_size, model):
+    """Plain generation of ``texts`` with per-row token limits ``max_tokens``: (text, n tokens, eos?)."""
+    res: list[tuple[str, int, bool]] = [("", 0, False)] * len(texts)
+    todo = [i for i, m in enumerate(max_tokens) if m > 0]
+    for s in range(0, len(todo), batch_size):
+        idx = todo[s : s + batch_size]
+        new, _ = _generate(
+            model, tok, [texts[i] for i in idx], max(max_tokens[i] for i in idx), temperature, top_p
+        )
+        for i, ids in zip(idx, new):
+            ids = ids[: max_tokens[i]]
+            e = _first_eos(ids, eos)
+            ids = ids if e is None else ids[: e + 1]
+            res[i] = (tok.decode(ids, skip_special_tokens=True), len(ids), e is not None)
+    return res
+
+
+def _split(text: str) -> tuple[str, str]:
+    head, sep, tail = text.partition(THINK_CLOSE)
+    return (head.strip("\n"), tail.lstrip("\n")) if sep else (text.strip("\n"), "")
+
+
+@torch.no_grad()
+def generate_budgeted(
+    model,
+    tok,
+    texts: list[str],
+    *,
+    budget: int | None,
+    max_tokens: int,
+    grace_tokens: int = DEFAULT_GRACE_TOKENS,
+    close: str | None = None,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    batch_size: int = 16,
+) -> list[BudgetResult]:
+    """Continue each chat-templated ``text`` with at most ``budget`` thinking tokens (+ the grace window).
+
+    ``max_tokens`` caps all generated tokens (reasoning + answer). Raises ``ValueError`` for a negative
+    budget, a budget over ``max_tokens`` or a negative grace window.
+    """
+    if max_tokens <= 0:
+        raise ValueError(f"max_tokens must be > 0, got {max_tokens}")
+    if budget is not None and not 0 <= budget <= max_tokens:
+        raise ValueError(f"budget must be in [0, max_tokens={max_tokens}] or None, got {budget}")
+    if grace_tokens < 0:
+        raise ValueError(f"grace_tokens must be >= 0, got {grace_tokens}")
+    model.eval()
+    eos = _eos_ids(model, tok)
+    on = [reasoning_open(t) for t in texts]
+    think = [i for i in range(len(texts)) if on[i] and budget is not None]
+    plain = [i for i in range(len(texts)) if i not in set(think)]
+    results: list[BudgetResult | None] = [None] * len(texts)
+    old_side = tok.padding_side
+    tok.padding_side = "left"
+    try:
+        outs = _finish(
+            tok,
+            [texts[i] for i in plain],
+            [max_tokens] * len(plain),
+            eos,
+            temperature,
+            top_p,
+            batch_size,
+            model,
+        )
+        for i, (text, n, stopped) in zip(plain, outs):
+            reasoning, content = _split(text) if on[i] else ("", text)
+            k = (
+                0
+                if not on[i]
+                else n
+                if THINK_CLOSE not in text
+                else len(tok(reasoning, add_special_tokens=False)["input_ids"])
+            )
+            results[i] = BudgetResult(
+                reasoning, content, text, k, n, False, "stop" if stopped else "length", on[i]
+            )
+        if think:
+            _budgeted(
+                model,
+                tok,
+                texts,
+                think,
+                results,
+                budget,
+                max_tokens,
+                grace_tokens,
+                close,
+                eos,
+                temperature,
+                top_p,
+                batch_size,
+            )
+    finally:
+        tok.padding_side = old_side
+    return results  # type: ignore[return-value]
+
+
+def _budgeted(
+    model, tok, texts, idx, results, budget, max_tokens, grace, close, eos, temperature, top_p, batch_size
+):
+    cap = min(budget + grace, max_tokens)
+    close_ids = tok(THINK_CLOSE, add_special_tokens=False)["input_ids"]
+    nl = newline_mask(tok)
+    phase1: dict[int, tuple[list[int], bool]] = {}  # row -> (trace ids, ended by EOS)
+    for s in range(0, len(idx), batch_size):
+        chunk = idx[s : s + batch_size]
+        if cap == 0:
+            phase1.update({i: ([], False) for i in chunk})
+            continue
+        stop = TraceStop(tok, budget, close_ids, nl, eos)
+        new, _ = _generate(model, tok, [texts[i] for i in chunk], cap, temperature, top_p, stop)
+        for j, i in enumerate(chunk):
+            ids = new[j][: stop.lengths.get(j, cap)]
+            e = _first_eos(ids, eos)
+            phase1[i] = (ids if e is None else ids[:e], e is not None)
+    cont_texts, lefts, meta = [], [], []
+    for i in idx:
+        ids, ended = phase1[i]
+        gen = tok.decode(ids, skip_special_tokens=True)
+        closed = THINK_CLOSE in gen
+        n_think = len(ids)
+        if closed and len(close_ids) == 1 and close_ids[0] in ids:
+            n_think = ids.index(close_ids[0])
+        elif closed:  # the close came as several tokens: count the re-tokenized reasoning
+            n_think = len(tok(gen[: gen.index(THINK_CLOSE)], add_special_tokens=False)["input_ids"])
+        used = len(ids) + int(ended)
+        so_far = gen if closed else gen + close_for(texts[i] + gen, close)
+        meta.append((i, so_far, n_think, used, not closed, ended and closed))
+        cont_texts.append(texts[i] + so_far)
+        lefts.append(0 if (ended and closed) else max_tokens - used)
+    answers = _finish(tok, cont_texts, lefts, eos, temperature, top_p, batch_size, model)
+    for (i, so_far, n_think, used, forced, done), (ans, n, stopped) in zip(meta, answers):
+        text = so_far + ans
+        reasoning, content = _split(text)
+        finish = "stop" if (done or stopped) else "length"
+        results[i] = BudgetResult(reasoning, content, text, max(n_think, 0), used + n, forced, finish, True)
