@@ -16,7 +16,8 @@ Algorithm (per prompt, batched with left padding, greedy when ``temperature == 0
    ``grace_tokens=0`` this reproduces ``ThinkingBudgetClient`` against ``posttrain serve`` token for token.
 
 ``budget=None`` is plain generation (one ``generate`` call, nothing inserted). Prompts that skip
-reasoning (``/no_think``: they end with ``<think></think>``) are plain generation too.
+reasoning (``/no_think``: they end with ``<think></think>``) are plain generation too. ``budget=0``
+closes the trace at once (no grace window: the window only extends a trace that has started).
 
 Departures from the model card: the inserted close does not count against ``max_tokens`` (only generated
 tokens do); a trace that closed itself is not re-closed; the newline grace window is the server-side
@@ -243,7 +244,7 @@ def generate_budgeted(
 def _budgeted(
     model, tok, texts, idx, results, budget, max_tokens, grace, close, eos, temperature, top_p, batch_size
 ):
-    cap = min(budget + grace, max_tokens)
+    cap = 0 if budget == 0 else min(budget + grace, max_tokens)  # B=0: no trace, close at once
     close_ids = tok(THINK_CLOSE, add_special_tokens=False)["input_ids"]
     nl = newline_mask(tok)
     phase1: dict[int, tuple[list[int], bool]] = {}  # row -> (trace ids, ended by EOS)

@@ -1,0 +1,292 @@
+"""``posttrain eval budget``: accuracy and token use across thinking budgets, per domain.
+
+Every held-out prompt is run with reasoning forced ON (``/think`` in the system turn, other flags
+removed, as the eval stage's ``budget`` mode does) at each budget with ``generate_budgeted`` (greedy),
+then scored with the category's verifier (``posttrain.rewards.score``) and the format check.
+One row per (budget, domain) plus ``all``: accuracy, mean thinking / total tokens, share well-formed,
+share that respected the budget (thinking tokens <= B, i.e. no grace tokens used), share force-closed,
+and tokens saved / accuracy lost vs the unlimited budget (``none``) when it is in the sweep.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from posttrain import PosttrainError
+from posttrain.inference.budget import DEFAULT_GRACE_TOKENS, generate_budgeted
+
+FLAGS = ("/no_think", "/think")
+USAGE = (
+    "posttrain eval budget <checkpoint> budgets=[0,8,16,32,64,128,none] out=<dir> data=<data dir> "
+    "[split=test max_per_category=8 max_tokens=256 grace=500 batch_size=8 dtype=float32]"
+)
+
+
+def parse_budgets(value: str | list[Any]) -> list[int | None]:
+    """``"[0,8,none]"`` (or a list) -> ``[0, 8, None]``; ``none``/``null``/``unlimited`` mean no budget."""
+    items = value if isinstance(value, list) else str(value).strip().strip("[]").split(",")
+    out: list[int | None] = []
+    for item in items:
+        s = str(item).strip().lower() if item is not None else "none"
+        if not s:
+            continue
+        if s in ("none", "null", "unlimited", "inf"):
+            out.append(None)
+            continue
+        try:
+            out.append(int(s))
+        except ValueError:
+            raise PosttrainError(f"budgets: {item!r} is not an integer or 'none'") from None
+    if not out:
+        raise PosttrainError("budgets: empty list; e.g. budgets=[0,8,16,none]")
+    return out
+
+
+def check_budgets(budgets: list[int | None], max_tokens: int) -> None:
+    if max_tokens <= 0:
+        raise PosttrainError(f"max_tokens: must be > 0, got {max_tokens}")
+    for b in budgets:
+        if b is not None and b < 0:
+            raise PosttrainError(f"budgets: a budget must be >= 0, got {b}")
+        if b is not None and b > max_tokens:
+            raise PosttrainError(
+                f"budgets: budget {b} exceeds max_tokens={max_tokens}; raise max_tokens or lower it"
+            )
+
+
+def force_think(prompt: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Strip reasoning flags from every message and put ``/think`` into the system turn."""
+    msgs = []
+    for m in prompt:
+        c = m.get("content") or ""
+        for f in FLAGS:
+            c = c.replace(f, "")
+        msgs.append({**m, "content": c.strip()})
+    if msgs and msgs[0]["role"] == "system":
+        msgs[0]["content"] = (msgs[0]["content"] + " /think").strip()
+    else:
+        msgs.insert(0, {"role": "system", "content": "/think"})
+    return msgs
+
+
+def load_rows(data: str, split: str = "test", max_per_category: int | None = None) -> list[dict[str, Any]]:
+    """The first ``max_per_category`` rows of each category of ``<data>/rl`` split ``split``."""
+    from datasets import load_from_disk
+
+    path = Path(data) / "rl"
+    if not path.exists():
+        raise PosttrainError(
+            f"data: {path} does not exist; build it with `posttrain data build ... out={data}`"
+        )
+    dd = load_from_disk(str(path))
+    if split not in dd:
+        raise PosttrainError(f"split: {split!r} not in {path} (has {sorted(dd)})")
+    seen: dict[str, int] = defaultdict(int)
+    rows = []
+    for r in dd[split]:
+        if max_per_category is None or seen[r["category"]] < max_per_category:
+            seen[r["category"]] += 1
+            rows.append(r)
+    if not rows:
+        raise PosttrainError(f"split: {path} split {split!r} is empty")
+    return rows
+
+
+def _mean(xs: list[float]) -> float:
+    return sum(xs) / len(xs) if xs else float("nan")
+
+
+def budget_sweep(
+    model, tok, rows: list[dict[str, Any]], budgets: list[int | None], *, max_tokens: int,
+    grace: int = DEFAULT_GRACE_TOKENS, batch_size: int = 8, close: str | None = None,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """One metrics dict per (budget, domain) (domain ``all`` included), budgets in the given order."""
+    from posttrain.rewards import score
+    from posttrain.rewards.format import format_reward
+
+    if not getattr(tok, "chat_template", None):
+        raise PosttrainError("checkpoint: its tokenizer has no chat template; the budget sweep needs one")
+    check_budgets(budgets, max_tokens)
+    if grace < 0:
+        raise PosttrainError(f"grace: must be >= 0, got {grace}")
+    texts = [
+        tok.apply_chat_template(force_think(r["prompt"]), add_generation_prompt=True, tokenize=False)
+        for r in rows
+    ]
+    per: dict[tuple[Any, str], dict[str, list[float]]] = {}
+    for b in budgets:
+        outs = generate_budgeted(
+            model,
+            tok,
+            texts,
+            budget=b,
+            max_tokens=max_tokens,
+            grace_tokens=grace,
+            close=close,
+            batch_size=batch_size,
+        )
+        for r, o in zip(rows, outs):
+            vals = {
+                "accuracy": score(r["category"], r["metadata"], o.text, "on"),
+                "well_formed": format_reward(o.text, "on"),
+                "thinking_tokens": o.thinking_tokens,
+                "total_tokens": o.total_tokens,
+                "respected_budget": float(b is None or o.thinking_tokens <= b),
+                "forced_close": float(o.forced_close),
+            }
+            for dom in (r["category"], "all"):
+                acc = per.setdefault((b, dom), defaultdict(list))
+                for k, v in vals.items():
+                    acc[k].append(float(v))
+    domains = sorted({d for _, d in per} - {"all"}) + ["all"]
+    out = []
+    for b in budgets:
+        for d in domains:
+            m = per[(b, d)]
+            ref = per.get((None, d))
+            row = {
+                "budget": b, "domain": d, "n": len(m["accuracy"]),
+                "accuracy": _mean(m["accuracy"]), "mean_thinking_tokens": _mean(m["thinking_tokens"]),
+                "mean_total_tokens": _mean(m["total_tokens"]), "well_formed": _mean(m["well_formed"]),
+                "respected_budget": _mean(m["respected_budget"]), "forced_close": _mean(m["forced_close"]),
+                "tokens_saved": None, "tokens_saved_frac": None, "accuracy_lost": None,
+            }  # fmt: skip
+            if ref is not None:
+                full = _mean(ref["total_tokens"])
+                row["tokens_saved"] = full - row["mean_total_tokens"]
+                row["tokens_saved_frac"] = row["tokens_saved"] / full if full else 0.0
+                row["accuracy_lost"] = _mean(ref["accuracy"]) - row["accuracy"]
+            out.append(row)
+    return out
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return "nan" if math.isnan(v) else f"{v:.3f}" if abs(v) < 10 else f"{v:.1f}"
+    return str(v)
+
+
+def to_markdown(rows: list[dict[str, Any]]) -> str:
+    cols = ["budget", "domain", "n", "accuracy", "mean_thinking_tokens", "mean_total_tokens", "well_formed",
+            "respected_budget", "forced_close", "tokens_saved", "tokens_saved_frac", "accuracy_lost"]  # fmt: skip
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in rows:
+        lines.append(
+            "| " + " | ".join("none" if c == "budget" and r[c] is None else _fmt(r[c]) for c in cols) + " |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows: list[dict[str, Any]], path: Path) -> None:
+    """Accuracy vs budget, one line per domain; ``none`` is drawn as the last, categorical x position."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    budgets = list(dict.fromkeys(r["budget"] for r in rows))
+    xs = {b: i for i, b in enumerate(budgets)}
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for d in dict.fromkeys(r["domain"] for r in rows):
+        pts = [(xs[r["budget"]], r["accuracy"]) for r in rows if r["domain"] == d]
+        ax.plot(*zip(*pts), marker="o", label=d, linewidth=2.5 if d == "all" else 1.2)
+    ax.set_xticks(range(len(budgets)), ["none" if b is None else str(b) for b in budgets])
+    ax.set_xlabel("thinking budget (tokens)")
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(-0.02, 1.02)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_report(
+    rows: list[dict[str, Any]], out: str | Path, meta: dict[str, Any] | None = None
+) -> dict[str, Path]:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out / "budget.json", "md": out / "budget.md", "png": out / "budget.png"}
+    paths["json"].write_text(json.dumps({**(meta or {}), "rows": rows}, indent=2) + "\n")
+    paths["md"].write_text(to_markdown(rows))
+    plot(rows, paths["png"])
+    return paths
+
+
+def parse_kv(argv: list[str]) -> tuple[str | None, dict[str, str]]:
+    ckpt, kv = None, {}
+    for a in argv:
+        if "=" in a:
+            k, v = a.split("=", 1)
+            kv[k.strip()] = v.strip()
+        elif ckpt is None:
+            ckpt = a
+        else:
+            raise PosttrainError(f"unexpected argument {a!r}; usage: {USAGE}")
+    return kv.pop("checkpoint", ckpt), kv
+
+
+def eval_budget_main(argv: list[str]) -> int:
+    """``posttrain eval budget <checkpoint> budgets=[...] out=<dir> data=<dir> [key=value ...]`` (argv after ``budget``)."""
+    if any(a in ("-h", "--help") for a in argv):
+        print(USAGE)
+        return 0
+    ckpt, kv = parse_kv(argv)
+    known = {
+        "budgets",
+        "out",
+        "data",
+        "split",
+        "max_per_category",
+        "max_tokens",
+        "grace",
+        "batch_size",
+        "dtype",
+    }
+    for k in kv:
+        if k not in known:
+            raise PosttrainError(f"{k}: unknown parameter; usage: {USAGE}")
+    for k in ("out", "data"):
+        if not kv.get(k):
+            raise PosttrainError(f"{k}: required; usage: {USAGE}")
+    if not ckpt:
+        raise PosttrainError(f"checkpoint: required; usage: {USAGE}")
+    ints = {}
+    for k, default in (
+        ("max_per_category", 8),
+        ("max_tokens", 256),
+        ("grace", DEFAULT_GRACE_TOKENS),
+        ("batch_size", 8),
+    ):
+        try:
+            ints[k] = int(kv.get(k, default))
+        except ValueError:
+            raise PosttrainError(f"{k}: expected an integer, got {kv[k]!r}") from None
+    budgets = parse_budgets(kv.get("budgets", "[0,8,16,32,64,128,none]"))
+    check_budgets(budgets, ints["max_tokens"])
+    from posttrain.models import load_model, load_tokenizer
+
+    tok = load_tokenizer(ckpt, what="checkpoint")  # raises when there is no chat template
+    model = load_model(ckpt, dtype=kv.get("dtype", "float32"), what="checkpoint")
+    rows = load_rows(kv["data"], kv.get("split", "test"), ints["max_per_category"])
+    res = budget_sweep(
+        model,
+        tok,
+        rows,
+        budgets,
+        max_tokens=ints["max_tokens"],
+        grace=ints["grace"],
+        batch_size=ints["batch_size"],
+    )
+    meta = {"checkpoint": str(ckpt), "data": kv["data"], "split": kv.get("split", "test"), "budgets": budgets,
+            "max_tokens": ints["max_tokens"], "grace": ints["grace"], "n_prompts": len(rows)}  # fmt: skip
+    paths = write_report(res, kv["out"], meta)
+    print(to_markdown([r for r in res if r["domain"] == "all"]), end="")
+    print(f"wrote {paths['json']}, {paths['md']}, {paths['png']}")
+    return 0
