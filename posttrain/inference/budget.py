@@ -31,7 +31,7 @@ from typing import Any
 from weakref import WeakKeyDictionary
 
 import torch
-from transformers import StoppingCriteria, StoppingCriteriaList
+from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 TEMPLATE_CLOSE = "\n</think>\n"
@@ -123,45 +123,71 @@ def _first_eos(ids: list[int], eos: set[int]) -> int | None:
     return next((i for i, x in enumerate(ids) if x in eos), None)
 
 
-@torch.no_grad()
-def _generate(model, tok, texts: list[str], max_new: int, temperature: float, top_p: float, stop=None):
-    """Left-padded batch generate; returns (new ids per row, prompt length)."""
-    enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
-    sample = temperature > 0
-    out = model.generate(
-        **enc,
-        max_new_tokens=max_new,
-        do_sample=sample,
-        temperature=temperature if sample else None,
-        top_p=top_p if sample else None,
-        pad_token_id=tok.pad_token_id,
-        eos_token_id=tok.eos_token_id,
-        stopping_criteria=StoppingCriteriaList([stop]) if stop is not None else None,
-    )
-    plen = enc["input_ids"].shape[1]
-    return [row.tolist() for row in out[:, plen:]], plen
+class _Runner:
+    """Batched, left-padded ``generate`` with fixed sampling settings."""
 
+    def __init__(self, model, tok, temperature: float, top_p: float, batch_size: int, procs: list | None):
+        self.model, self.tok, self.eos = model, tok, _eos_ids(model, tok)
+        self.temperature, self.top_p, self.batch_size, self.procs = temperature, top_p, batch_size, procs
 
-def _finish(tok, texts, max_tokens, eos, temperature, top_p, batch_size, model):
-    """Plain generation of ``texts`` with per-row token limits ``max_tokens``: (text, n tokens, eos?)."""
-    res: list[tuple[str, int, bool]] = [("", 0, False)] * len(texts)
-    todo = [i for i, m in enumerate(max_tokens) if m > 0]
-    for s in range(0, len(todo), batch_size):
-        idx = todo[s : s + batch_size]
-        new, _ = _generate(
-            model, tok, [texts[i] for i in idx], max(max_tokens[i] for i in idx), temperature, top_p
-        )
-        for i, ids in zip(idx, new):
-            ids = ids[: max_tokens[i]]
-            e = _first_eos(ids, eos)
-            ids = ids if e is None else ids[: e + 1]
-            res[i] = (tok.decode(ids, skip_special_tokens=True), len(ids), e is not None)
-    return res
+    @torch.no_grad()
+    def generate(
+        self, texts: list[str], max_new: int, stop: StoppingCriteria | None = None
+    ) -> list[list[int]]:
+        tok, sample = self.tok, self.temperature > 0
+        enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.model.device)
+        out = self.model.generate(
+            **enc, max_new_tokens=max_new, do_sample=sample,
+            temperature=self.temperature if sample else None, top_p=self.top_p if sample else None,
+            pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
+            stopping_criteria=StoppingCriteriaList([stop]) if stop is not None else None,
+            logits_processor=LogitsProcessorList(self.procs) if self.procs else None,
+        )  # fmt: skip
+        return [row.tolist() for row in out[:, enc["input_ids"].shape[1] :]]
+
+    def finish(self, texts: list[str], limits: list[int]) -> list[tuple[str, int, bool]]:
+        """Plain generation with per-row token limits: (text, generated tokens, ended by EOS)."""
+        res: list[tuple[str, int, bool]] = [("", 0, False)] * len(texts)
+        todo = [i for i, m in enumerate(limits) if m > 0]
+        for s in range(0, len(todo), self.batch_size):
+            idx = todo[s : s + self.batch_size]
+            for i, ids in zip(idx, self.generate([texts[i] for i in idx], max(limits[i] for i in idx))):
+                ids = ids[: limits[i]]  # greedy is causal: a prefix of a longer run is the shorter run
+                e = _first_eos(ids, self.eos)
+                ids = ids if e is None else ids[: e + 1]
+                res[i] = (self.tok.decode(ids, skip_special_tokens=True), len(ids), e is not None)
+        return res
+
+    def traces(self, texts: list[str], budget: int, cap: int) -> list[tuple[list[int], bool]]:
+        """Step 1 for every text: (trace ids without EOS, ended by EOS)."""
+        close_ids = self.tok(THINK_CLOSE, add_special_tokens=False)["input_ids"]
+        nl = newline_mask(self.tok)
+        out: list[tuple[list[int], bool]] = []
+        for s in range(0, len(texts), self.batch_size):
+            chunk = texts[s : s + self.batch_size]
+            if cap == 0:
+                out += [([], False)] * len(chunk)
+                continue
+            stop = TraceStop(self.tok, budget, close_ids, nl, self.eos)
+            for j, ids in enumerate(self.generate(chunk, cap, stop)):
+                ids = ids[: stop.lengths.get(j, cap)]
+                e = _first_eos(ids, self.eos)
+                out.append((ids if e is None else ids[:e], e is not None))
+        return out
 
 
 def _split(text: str) -> tuple[str, str]:
     head, sep, tail = text.partition(THINK_CLOSE)
     return (head.strip("\n"), tail.lstrip("\n")) if sep else (text.strip("\n"), "")
+
+
+def _n_think(tok, ids: list[int], gen: str) -> int:
+    close_ids = tok(THINK_CLOSE, add_special_tokens=False)["input_ids"]
+    if THINK_CLOSE not in gen:
+        return len(ids)
+    if len(close_ids) == 1 and close_ids[0] in ids:
+        return ids.index(close_ids[0])
+    return len(tok(gen[: gen.index(THINK_CLOSE)], add_special_tokens=False)["input_ids"])
 
 
 @torch.no_grad()
@@ -177,11 +203,13 @@ def generate_budgeted(
     temperature: float = 0.0,
     top_p: float = 1.0,
     batch_size: int = 16,
+    logits_processors: list | None = None,
 ) -> list[BudgetResult]:
     """Continue each chat-templated ``text`` with at most ``budget`` thinking tokens (+ the grace window).
 
-    ``max_tokens`` caps all generated tokens (reasoning + answer). Raises ``ValueError`` for a negative
-    budget, a budget over ``max_tokens`` or a negative grace window.
+    ``max_tokens`` caps all generated tokens (reasoning + answer). ``logits_processors`` go to every
+    ``generate`` call. Raises ``ValueError`` for a negative budget, a budget over ``max_tokens`` or a
+    negative grace window.
     """
     if max_tokens <= 0:
         raise ValueError(f"max_tokens must be > 0, got {max_tokens}")
@@ -190,93 +218,43 @@ def generate_budgeted(
     if grace_tokens < 0:
         raise ValueError(f"grace_tokens must be >= 0, got {grace_tokens}")
     model.eval()
-    eos = _eos_ids(model, tok)
+    run = _Runner(model, tok, temperature, top_p, batch_size, logits_processors)
     on = [reasoning_open(t) for t in texts]
     think = [i for i in range(len(texts)) if on[i] and budget is not None]
-    plain = [i for i in range(len(texts)) if i not in set(think)]
+    plain = [i for i in range(len(texts)) if not (on[i] and budget is not None)]
     results: list[BudgetResult | None] = [None] * len(texts)
-    old_side = tok.padding_side
-    tok.padding_side = "left"
+    old_side, tok.padding_side = tok.padding_side, "left"
     try:
-        outs = _finish(
-            tok,
-            [texts[i] for i in plain],
-            [max_tokens] * len(plain),
-            eos,
-            temperature,
-            top_p,
-            batch_size,
-            model,
-        )
-        for i, (text, n, stopped) in zip(plain, outs):
+        for i, (text, n, ended) in zip(
+            plain, run.finish([texts[i] for i in plain], [max_tokens] * len(plain))
+        ):
             reasoning, content = _split(text) if on[i] else ("", text)
-            k = (
-                0
-                if not on[i]
-                else n
-                if THINK_CLOSE not in text
-                else len(tok(reasoning, add_special_tokens=False)["input_ids"])
-            )
-            results[i] = BudgetResult(
-                reasoning, content, text, k, n, False, "stop" if stopped else "length", on[i]
-            )
+            k = _n_think(tok, tok(text, add_special_tokens=False)["input_ids"], text) if on[i] else 0
+            results[i] = BudgetResult(reasoning, content, text, k if THINK_CLOSE in text else n * on[i], n,
+                                      False, "stop" if ended else "length", on[i])  # fmt: skip
         if think:
-            _budgeted(
-                model,
-                tok,
-                texts,
-                think,
-                results,
-                budget,
-                max_tokens,
-                grace_tokens,
-                close,
-                eos,
-                temperature,
-                top_p,
-                batch_size,
-            )
+            _budgeted(run, [texts[i] for i in think], think, results, budget, max_tokens, grace_tokens, close)
     finally:
         tok.padding_side = old_side
     return results  # type: ignore[return-value]
 
 
 def _budgeted(
-    model, tok, texts, idx, results, budget, max_tokens, grace, close, eos, temperature, top_p, batch_size
-):
+    run: _Runner, texts, idx, results, budget: int, max_tokens: int, grace: int, close: str | None
+) -> None:
+    """Steps 1-3 for the rows ``idx`` (whose prompts are ``texts``); fills ``results`` in place."""
+    tok = run.tok
     cap = 0 if budget == 0 else min(budget + grace, max_tokens)  # B=0: no trace, close at once
-    close_ids = tok(THINK_CLOSE, add_special_tokens=False)["input_ids"]
-    nl = newline_mask(tok)
-    phase1: dict[int, tuple[list[int], bool]] = {}  # row -> (trace ids, ended by EOS)
-    for s in range(0, len(idx), batch_size):
-        chunk = idx[s : s + batch_size]
-        if cap == 0:
-            phase1.update({i: ([], False) for i in chunk})
-            continue
-        stop = TraceStop(tok, budget, close_ids, nl, eos)
-        new, _ = _generate(model, tok, [texts[i] for i in chunk], cap, temperature, top_p, stop)
-        for j, i in enumerate(chunk):
-            ids = new[j][: stop.lengths.get(j, cap)]
-            e = _first_eos(ids, eos)
-            phase1[i] = (ids if e is None else ids[:e], e is not None)
-    cont_texts, lefts, meta = [], [], []
-    for i in idx:
-        ids, ended = phase1[i]
+    cont, limits, meta = [], [], []
+    for text, (ids, ended) in zip(texts, run.traces(texts, budget, cap)):
         gen = tok.decode(ids, skip_special_tokens=True)
         closed = THINK_CLOSE in gen
-        n_think = len(ids)
-        if closed and len(close_ids) == 1 and close_ids[0] in ids:
-            n_think = ids.index(close_ids[0])
-        elif closed:  # the close came as several tokens: count the re-tokenized reasoning
-            n_think = len(tok(gen[: gen.index(THINK_CLOSE)], add_special_tokens=False)["input_ids"])
         used = len(ids) + int(ended)
-        so_far = gen if closed else gen + close_for(texts[i] + gen, close)
-        meta.append((i, so_far, n_think, used, not closed, ended and closed))
-        cont_texts.append(texts[i] + so_far)
-        lefts.append(0 if (ended and closed) else max_tokens - used)
-    answers = _finish(tok, cont_texts, lefts, eos, temperature, top_p, batch_size, model)
-    for (i, so_far, n_think, used, forced, done), (ans, n, stopped) in zip(meta, answers):
-        text = so_far + ans
-        reasoning, content = _split(text)
-        finish = "stop" if (done or stopped) else "length"
-        results[i] = BudgetResult(reasoning, content, text, max(n_think, 0), used + n, forced, finish, True)
+        so_far = gen if closed else gen + close_for(text + gen, close)
+        meta.append((so_far, _n_think(tok, ids, gen), used, not closed, ended and closed))
+        cont.append(text + so_far)
+        limits.append(0 if (ended and closed) else max_tokens - used)
+    for i, (so_far, n_think, used, forced, done), (ans, n, ended) in zip(idx, meta, run.finish(cont, limits)):
+        reasoning, content = _split(so_far + ans)
+        finish = "stop" if (done or ended) else "length"
+        results[i] = BudgetResult(reasoning, content, so_far + ans, n_think, used + n, forced, finish, True)
