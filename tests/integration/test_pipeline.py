@@ -1,0 +1,116 @@
+"""The whole tiny chain: runs, skips finished stages, reruns only what changed, resumes after SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+pytestmark = pytest.mark.integration
+
+SMOKE = ["pipeline=nano2_smoke"]
+
+
+def run_cli(run_dir: Path, *overrides: str, check: bool = True) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "posttrain.cli", "run", *SMOKE, f"run_dir={run_dir}", *overrides]
+    out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    if check and out.returncode != 0:
+        raise AssertionError(out.stderr[-3000:])
+    return out
+
+
+def manifests(run_dir: Path) -> dict[str, dict]:
+    return {json.loads(p.read_text())["stage"]: json.loads(p.read_text()) for p in run_dir.glob("[0-9][0-9]_*/manifest.json")}
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("smoke")
+    run_cli(run_dir)
+    return run_dir
+
+
+def test_full_chain_runs_and_writes_contract(smoke_run):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    ms = manifests(smoke_run)
+    assert set(ms) == {"init", "sft", "preference", "dpo", "grpo", "eval"}
+    for name, m in ms.items():
+        assert m["status"] == "done", (name, m.get("error"))
+        for key in ("stage", "status", "fingerprint", "parent", "checkpoint", "metrics", "wandb_run_id", "started_at", "finished_at"):
+            assert key in m
+    assert AutoModelForCausalLM.from_pretrained(ms["grpo"]["checkpoint"]) is not None
+    assert AutoTokenizer.from_pretrained(ms["grpo"]["checkpoint"]).chat_template
+    assert ms["preference"]["metrics"]["pairs"] > 0 and ms["dpo"]["metrics"]["pairs"] == ms["preference"]["metrics"]["pairs"]
+    assert "format_on" in ms["eval"]["metrics"] and "init.format_on" in ms["eval"]["metrics"]
+    assert (smoke_run / "05_eval" / "eval.md").exists() and (smoke_run / "01_sft" / "metrics.jsonl").exists()
+    status = subprocess.run([sys.executable, "-m", "posttrain.cli", "status", str(smoke_run), "--json"],
+                            capture_output=True, text=True, check=True)  # fmt: skip
+    rows = json.loads(status.stdout)
+    assert [r["stage"] for r in rows] == ["init", "sft", "preference", "dpo", "grpo", "eval"]
+
+
+def test_rerun_skips_and_beta_change_reruns_downstream_only(smoke_run):
+    before = manifests(smoke_run)
+    run_cli(smoke_run)
+    same = manifests(smoke_run)
+    assert all(same[s]["started_at"] == before[s]["started_at"] for s in before), "second run did training"
+    run_cli(smoke_run, "stage.dpo.beta=0.2")
+    after = manifests(smoke_run)
+    rerun = {s for s in before if after[s]["started_at"] != before[s]["started_at"]}
+    assert rerun == {"dpo", "grpo", "eval"}
+
+
+def test_missing_input_checkpoint_fails_before_training(tmp_path):
+    out = run_cli(tmp_path / "r", "stage.sft.input=/nonexistent/ckpt", check=False)
+    assert out.returncode == 2 and "/nonexistent/ckpt" in out.stderr and "Traceback" not in out.stderr
+    assert not (tmp_path / "r" / "01_sft" / "trainer").exists()
+
+
+def test_failed_stage_is_marked_and_downstream_does_not_start(tmp_path):
+    run_dir = tmp_path / "r"
+    out = run_cli(run_dir, "+stage.dpo.trainer_args={no_such_arg: 1}", check=False)
+    assert out.returncode != 0
+    ms = manifests(run_dir)
+    assert ms["dpo"]["status"] == "failed" and "no_such_arg" in ms["dpo"]["error"]
+    assert "grpo" not in ms and ms["sft"]["status"] == "done"
+    assert (run_dir / "01_sft" / "checkpoint" / "model.safetensors").exists()
+
+
+def test_sigkill_mid_stage_resumes_from_last_step(tmp_path):
+    """Kill SFT after its first saved checkpoint; the rerun resumes from it, not from zero.
+
+    Known gap: the resumed run's weights are close to but not equal to an unbroken run's (final
+    train loss within a few percent); the source of the drift is still open (see README).
+    """
+    steps = ["stage.sft.max_steps=12", "stage.sft.save_steps=3", "pipeline.stages=[sft]"]
+    ref_dir, run_dir = tmp_path / "ref", tmp_path / "killed"
+    run_cli(ref_dir, *steps)
+    cmd = [sys.executable, "-m", "posttrain.cli", "run", *SMOKE, f"run_dir={run_dir}", *steps]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    trainer = run_dir / "01_sft" / "trainer"
+    deadline = time.time() + 300
+    while time.time() < deadline and not list(trainer.glob("checkpoint-*/trainer_state.json")):
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    saved = sorted(int(p.name.split("-")[1]) for p in trainer.glob("checkpoint-*"))
+    assert saved and saved[-1] < 12, saved
+    assert json.loads((run_dir / "01_sft" / "manifest.json").read_text())["status"] == "running"
+    run_cli(run_dir, *steps)
+    m = manifests(run_dir)["sft"]
+    assert m["status"] == "done" and m["metrics"]["resumed_from"].endswith(f"checkpoint-{saved[-1]}")
+    assert m["metrics"]["global_step"] == 12
+    ref = manifests(ref_dir)["sft"]["metrics"]["final_eval_loss"]
+    assert m["metrics"]["final_eval_loss"] == pytest.approx(ref, rel=0.05)
+    a = load_file(ref_dir / "01_sft" / "checkpoint" / "model.safetensors")
+    b = load_file(run_dir / "01_sft" / "checkpoint" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.isfinite(t).all() for t in b.values())
