@@ -4,6 +4,8 @@
     posttrain status <dir> [--json]
     posttrain data build recipe=<name> out=<dir> [field=value ...]
     posttrain data inspect <dir>
+    posttrain serve <checkpoint> [--host 127.0.0.1] [--port 8000]   (OpenAI-compatible HTTP server)
+    posttrain eval budget <checkpoint> budgets=[0,8,16,none] out=<dir> data=<data dir>
 """
 
 from __future__ import annotations
@@ -17,8 +19,6 @@ from posttrain import PosttrainError
 
 CONFIG_DIR = Path(os.environ.get("POSTTRAIN_CONFIG_DIR", Path(__file__).resolve().parents[1] / "configs"))
 NOT_BUILT = {
-    "serve": "posttrain serve is not built yet (issue: thinking-budget inference)",
-    "eval": "posttrain eval is not built yet (issue: budget sweep evaluation)",
     "report": "posttrain report is not built yet (issue: launch and monitor)",
 }
 
@@ -133,9 +133,23 @@ def cmd_data(argv: list[str]) -> int:
     return 0
 
 
+def cmd_serve(argv: list[str]) -> int:
+    from posttrain.inference.server import serve_main
+
+    return serve_main(argv)
+
+
+def cmd_eval(argv: list[str]) -> int:
+    if not argv or argv[0] != "budget":
+        raise PosttrainError("usage: posttrain eval budget <checkpoint> budgets=[...] out=<dir> ...")
+    from posttrain.inference.sweep import eval_budget_main
+
+    return eval_budget_main(argv[1:])
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = {"run": cmd_run, "status": cmd_status, "data": cmd_data}
+    commands = {"run": cmd_run, "status": cmd_status, "data": cmd_data, "serve": cmd_serve, "eval": cmd_eval}
     if not argv or argv[0] in ("-h", "--help"):
         print(__doc__.strip())
         print("\ncommands: " + ", ".join([*commands, *NOT_BUILT]))
