@@ -46,6 +46,12 @@ def percentiles(values: list[int]) -> dict:
     return {"p50": at(0.5), "p90": at(0.9), "p99": at(0.99), "max": v[-1], "mean": round(sum(v) / len(v), 1)}
 
 
+def _dataset(rows: list[dict], features) -> Dataset:
+    if not rows:  # from_list cannot type an empty split
+        return Dataset.from_dict({k: [] for k in features}, features=features)
+    return Dataset.from_list(rows, features=features)
+
+
 def public(sample: dict) -> dict:
     return {k: sample[k] for k in PUBLIC_KEYS}
 
@@ -68,7 +74,7 @@ def write_output(out: Path, splits: dict[str, list[dict]], rejects: list[dict], 
     manifest["views"] = {}
     with _quiet_progress():
         for view, features in FEATURES.items():
-            dd = DatasetDict({sp: Dataset.from_list(per_split[sp][view], features=features) for sp in SPLITS})
+            dd = DatasetDict({sp: _dataset(per_split[sp][view], features) for sp in SPLITS})
             dd.save_to_disk(str(out / view))
             manifest["views"][view] = {sp: len(dd[sp]) for sp in SPLITS}
     (out / "manifest.json").write_text(

@@ -4,8 +4,8 @@ A task is a (family, function name, argument names, constant K) combination, e.g
 function `add_3(x)` that returns x plus 3." Sample ``i`` takes combination ``i`` of a seeded
 permutation of all of them, so prompts only repeat after the whole space is used. The tests are
 ``cfg.code_tests`` asserts on seeded random inputs whose expected values come from running the
-reference solution itself; the corrupted solution is the family's typical bug, kept only if it
-fails a test (otherwise ``return None``).
+reference solution itself, and at least one of them tells the family's typical bug apart (so the
+corrupted solution, that bug, fails; ``return None`` is the fallback).
 """
 
 from __future__ import annotations
@@ -56,13 +56,14 @@ def _space() -> tuple[tuple[int, int, int, int], ...]:
     return tuple(out)
 
 
-def _inputs(kind: str, rng) -> tuple:
+def _inputs(kind: str, rng, k: int) -> tuple:
     if kind == "ii":
         return (rng.randint(-20, 20), rng.randint(-20, 20))
     if kind == "i":
         return (rng.randint(-30, 30),)
     if kind == "l":
-        return ([rng.randint(-9, 25) for _ in range(rng.randint(1, 5))],)
+        xs = [rng.randint(-9, 25) for _ in range(rng.randint(1, 5))]
+        return ([*xs, k] if k and rng.random() < 0.3 else xs,)  # edge value K for the K-families
     return (rng.choice(_WORDS),)
 
 
@@ -87,25 +88,36 @@ def _fails(code: str, name: str, tests: list[str]) -> bool:
     return False
 
 
+def _tests(code: str, buggy: str, name: str, kind: str, k: int, n: int, rng) -> list[str]:
+    """``n`` asserts on distinct random inputs; at least one (if any is found) tells ``buggy`` apart."""
+    inputs, seen, telling = [], set(), None
+    for _ in range(n * 20):
+        inp = _inputs(kind, rng, k)
+        if repr(inp) in seen:
+            continue
+        seen.add(repr(inp))
+        if len(inputs) < n:
+            inputs.append(inp)
+        if telling is None and _run(code, name, inp) != _run(buggy, name, inp):
+            telling = inp
+        if len(inputs) == n and telling is not None:
+            break
+    if telling is not None and telling not in inputs:
+        inputs[-1] = telling
+    return [f"assert {name}({', '.join(map(repr, inp))}) == {_run(code, name, inp)!r}" for inp in inputs]
+
+
 def generate(cfg, indices: list[int]) -> list[dict]:
     out, space = [], _space()
     for i in indices:
         f, n, v, k = space[pick(cfg.seed, "code", len(space), i)]
-        names, variants, kind, desc, body, _, _ = _FAMILIES[f]
+        names, variants, kind, desc, body, bug, _ = _FAMILIES[f]
         args, rng = variants[v], rng_for(cfg.seed, "code", i)
         name, fill = names[n].format(k=k), {"k": k, "k1": k + 1}
         body = body.format(*args, **fill)
         code = function_code(name, args, body)
-        tests, seen = [], set()
-        for _ in range(cfg.code_tests * 4):
-            inp = _inputs(kind, rng)
-            if repr(inp) in seen:
-                continue
-            seen.add(repr(inp))
-            call = f"{name}({', '.join(map(repr, inp))})"
-            tests.append(f"assert {call} == {_run(code, name, inp)!r}")
-            if len(tests) == cfg.code_tests:
-                break
+        buggy = function_code(name, args, bug.format(*args, **fill))
+        tests = _tests(code, buggy, name, kind, k, cfg.code_tests, rng)
         what = desc.format(*args, **fill)
         reasoning = f"The function {name} takes {', '.join(args)}.\nIt {what}.\nSo it should return {body}."
         messages = [

@@ -3,7 +3,8 @@
 For a selected ON sample, budget ``B`` is drawn uniformly from ``[lo, min(hi, n - 1)]`` where ``n``
 is the token count of its longest reasoning trace (in the recipe tokenizer), so the cut always
 removes something. The cut falls at the last newline or sentence end (``.``, ``!`` or ``?`` followed
-by whitespace) within the first ``B`` tokens, or at exactly ``B`` tokens if there is none. The
+by whitespace) within the first ``B`` tokens, or at exactly ``B`` tokens if there is none (never
+inside a character: a multi-byte character that straddles ``B`` is left out). The
 chat template closes the cut trace with ``\\n</think>``; the turn's answer (content and tool calls)
 is kept byte for byte. Metadata records ``truncated_at`` (character offset of the cut in the
 original trace), ``truncated_tokens``, ``thinking_budget`` and ``reasoning_tokens``.
@@ -33,8 +34,8 @@ def cut_reasoning(text: str, budget: int, tokenizer) -> str | None:
     ends = [prefix.rfind("\n")] + [
         m.end() for m in _SENTENCE_END.finditer(text, 0, limit + 1) if m.end() <= limit
     ]
-    cut = text[: max(ends)] if max(ends) > 0 else prefix
-    cut = cut.rstrip()
+    cut = text[: max(ends)].rstrip() if max(ends) > 0 else ""
+    cut = cut or prefix.rstrip()  # no (non-empty) boundary: exactly at the budget
     while cut and count_tokens(tokenizer, cut) > budget:  # BPE merges can differ at the new end
         cut = cut[:-1].rstrip()
     return cut or None

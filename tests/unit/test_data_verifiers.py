@@ -1,0 +1,80 @@
+"""Every verifier accepts the reference answer of its own samples and rejects a corrupted one.
+
+Completions are produced exactly as at RL time: the RL view's prompt rendered with the generation
+prompt, and the expected completion rendered after it (EOS dropped, as GRPO's decoding does).
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from data_recipes.config import RecipeConfig
+from data_recipes.domains import DOMAINS, get
+from data_recipes.transforms.reasoning import apply_flag, off_copy
+from data_recipes.transforms.truncation import truncate_sample
+from data_recipes.views import completion, rl_row
+
+rewards = pytest.importorskip("posttrain.rewards")
+EOS = "<SPECIAL_12>"
+
+
+def completion_text(tok, sample: dict, turn: dict) -> str:
+    """Text the model must generate after the RL prompt for ``turn`` to be produced."""
+    row = rl_row(sample)
+    head = tok.apply_chat_template(row["prompt"], tokenize=False, add_generation_prompt=True)
+    full = tok.apply_chat_template(row["prompt"] + [turn], tokenize=False)
+    assert full.startswith(head), "the generation prompt must be a prefix of prompt + completion"
+    return full[len(head) :].rstrip("\n").removesuffix(EOS)
+
+
+N = {"code": 6}  # code is scored in a sandbox subprocess (~0.2 s each); the rest are in-process
+
+
+def samples_of(domain: str, n: int = 24) -> list[dict]:
+    cfg = RecipeConfig(name="verifiers", seed=7)
+    out = [apply_flag(s) for s in get(domain).generate(cfg, list(range(N.get(domain, n))))]
+    return out + [off_copy(s) for s in out[:3]]
+
+
+@pytest.mark.parametrize("domain", sorted(DOMAINS))
+def test_reference_accepted_and_corruption_rejected(domain, tokenizer):
+    for s in samples_of(domain):
+        ref = completion(s)[0]
+        good = rewards.score(
+            s["category"], rl_row(s)["metadata"], completion_text(tokenizer, s, ref), s["reasoning"]
+        )
+        assert good == 1.0, (s["uuid"], ref)
+        bad_turn = get(domain).corrupt(s, random.Random(0))
+        bad = rewards.score(
+            s["category"], rl_row(s)["metadata"], completion_text(tokenizer, s, bad_turn), s["reasoning"]
+        )
+        assert bad < 1.0, (s["uuid"], bad_turn)
+
+
+@pytest.mark.parametrize("domain", sorted(DOMAINS))
+def test_truncated_reference_still_accepted(domain, tokenizer):
+    for s in samples_of(domain, 8)[:8]:
+        cut = truncate_sample(s, 6, tokenizer)
+        if cut is None:
+            continue
+        text = completion_text(tokenizer, cut, completion(cut)[0])
+        assert rewards.score(cut["category"], rl_row(cut)["metadata"], text, "on") == 1.0
+
+
+def test_code_corruptions_fail_their_own_tests():
+    """Over many tasks (all families), the reference passes its tests and the corruption fails them."""
+    from data_recipes.domains import code
+
+    for s in code.generate(RecipeConfig(seed=3), list(range(300))):
+        name, tests = s["metadata"]["entry_point"], s["metadata"]["tests"]
+        ref = s["messages"][-1]["content"].removeprefix("```python\n").removesuffix("```")
+        bad = code.corrupt(s, random.Random(0))["content"].removeprefix("```python\n").removesuffix("```")
+        assert not code._fails(ref, name, tests), s["messages"][-1]["content"]
+        assert code._fails(bad, name, tests) and "return None" not in bad, bad
+
+
+def test_safety_covers_both_classes():
+    labels = {s["metadata"]["harmful"] for s in samples_of("safety", 40)}
+    assert labels == {True, False}
