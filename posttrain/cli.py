@@ -1,11 +1,11 @@
 """``posttrain`` command line.
 
-    posttrain run pipeline=<name> run_dir=<dir> [hydra overrides...]   (full Hydra grammar, -m sweeps)
-    posttrain status <dir> [--json]
-    posttrain data build recipe=<name> out=<dir> [field=value ...]
-    posttrain data inspect <dir>
-    posttrain serve <checkpoint> [--host 127.0.0.1] [--port 8000]   (OpenAI-compatible HTTP server)
-    posttrain eval budget <checkpoint> budgets=[0,8,16,none] out=<dir> data=<data dir>
+posttrain run pipeline=<name> run_dir=<dir> [hydra overrides...]   (full Hydra grammar, -m sweeps)
+posttrain status <dir> [--json]
+posttrain data build recipe=<name> out=<dir> [field=value ...]
+posttrain data inspect <dir>
+posttrain serve <checkpoint> [--host 127.0.0.1] [--port 8000]   (OpenAI-compatible HTTP server)
+posttrain eval budget <checkpoint> budgets=[0,8,16,none] out=<dir> data=<data dir>
 """
 
 from __future__ import annotations
@@ -108,7 +108,9 @@ def _kv(args: list[str]) -> dict[str, str]:
 
 def cmd_data(argv: list[str]) -> int:
     if not argv or argv[0] not in ("build", "inspect"):
-        print("usage: posttrain data build recipe=<name> out=<dir> [field=value ...] | posttrain data inspect <dir>")
+        print(
+            "usage: posttrain data build recipe=<name> out=<dir> [field=value ...] | posttrain data inspect <dir>"
+        )
         return 2
     if argv[0] == "inspect":
         from data_recipes.inspect import render_inspect

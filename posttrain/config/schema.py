@@ -74,7 +74,9 @@ class TrainStageConfig(StageConfig):
     gradient_checkpointing: bool = _f(False, "Trade compute for memory.")
     lora_r: int = _f(0, "LoRA rank; 0 trains all parameters.")
     lora_alpha: int = _f(16, "LoRA alpha.")
-    lora_target_modules: list[str] = _f(["in_proj", "q_proj", "k_proj", "v_proj", "o_proj", "up_proj", "down_proj"], "LoRA targets.")
+    lora_target_modules: list[str] = _f(
+        ["in_proj", "q_proj", "k_proj", "v_proj", "o_proj", "up_proj", "down_proj"], "LoRA targets."
+    )
     trainer_args: dict[str, Any] = _f({}, "Extra keyword arguments passed verbatim to the TRL config class.")
 
 
@@ -83,7 +85,9 @@ class SFTStageConfig(TrainStageConfig):
     kind: str = "sft"
     max_length: int = _f(512, "Max tokens per (packed) training sequence.")
     packing: bool = _f(True, "Pack samples into full-length sequences.")
-    packing_strategy: str = _f("auto", "auto: bfd on GPU with mamba kernels, wrapped otherwise; or bfd/wrapped.")
+    packing_strategy: str = _f(
+        "auto", "auto: bfd on GPU with mamba kernels, wrapped otherwise; or bfd/wrapped."
+    )
     assistant_only_loss: bool = _f(True, "Loss on assistant tokens only (template generation tags).")
     only_truncated: bool = _f(False, "Train only on truncated-thinking samples (Nano 2 SFT stage 3).")
     eval_steps: int = _f(50, "Evaluate on the validation split every N steps (0: only at the end).")
@@ -94,7 +98,9 @@ class PreferenceStageConfig(StageConfig):
     kind: str = "preference"
     num_samples: int = _f(4, "Completions sampled per prompt (k).")
     max_prompts: int = _f(64, "Prompts drawn from the RL train split.")
-    categories: list[str] = _f(["tool_calling", "math", "code", "chat", "safety"], "Domains to mine pairs from.")
+    categories: list[str] = _f(
+        ["tool_calling", "math", "code", "chat", "safety"], "Domains to mine pairs from."
+    )
     temperature: float = _f(1.0, "Sampling temperature.")
     top_p: float = _f(1.0, "Nucleus sampling.")
     max_new_tokens: int = _f(96, "Max completion tokens.")

@@ -1,9 +1,7 @@
 """Batched chat generation over any HF causal LM with a posttrain-style chat template.
 
-``generate_with_budget`` implements thinking-budget control in process (the model card's
-ThinkingBudgetClient, adapted): generate at most ``budget`` reasoning tokens; if ``</think>`` did
-not appear, close the trace with ``"\\n</think>\\n"`` (our template's separator; the model card
-appends ``".\\n</think>\\n\\n"``) and continue the answer with the tokens that are left.
+``generate_with_budget`` is thinking-budget control in process, a wrapper over
+``posttrain.inference.budget.generate_budgeted`` (see there for the algorithm).
 """
 
 from __future__ import annotations
@@ -33,7 +31,11 @@ def render_prompts(tok, prompts: list[Any], tools: list[Any] | None = None) -> l
         t = tools[i] if tools else None
         if isinstance(t, str):
             t = json.loads(t) if t else None
-        out.append(tok.apply_chat_template(as_messages(p), tools=t or None, add_generation_prompt=True, tokenize=False))
+        out.append(
+            tok.apply_chat_template(
+                as_messages(p), tools=t or None, add_generation_prompt=True, tokenize=False
+            )
+        )
     return out
 
 
@@ -91,31 +93,19 @@ class BudgetedOutput:
     forced_close: bool
 
 
-@torch.no_grad()
 def generate_with_budget(
     model, tok, texts: list[str], *, budget: int | None, max_new_tokens: int, batch_size: int = 16
 ) -> list[BudgetedOutput]:
     """Greedy generation with at most ``budget`` thinking tokens (``None``: unlimited).
 
-    ``texts`` must end with the reasoning-ON generation prompt (``...<think>\\n``).
+    A thin wrapper over ``posttrain.inference.budget.generate_budgeted`` with no grace window (a trace
+    still open at ``budget`` tokens is hard-cut and closed with ``"\\n</think>\\n"``); the answer then
+    continues with the tokens left of ``max_new_tokens``. Prompts that end with ``<think></think>``
+    (reasoning OFF) are plain generation.
     """
-    if budget is not None and (budget < 0 or budget > max_new_tokens):
-        raise ValueError(f"budget must be in [0, max_new_tokens={max_new_tokens}], got {budget}")
-    first = budget if budget is not None else max_new_tokens
-    phase1 = generate_texts(model, tok, texts, max_new_tokens=first, batch_size=batch_size) if first else [[""]] * len(texts)
-    outs: list[BudgetedOutput | None] = [None] * len(texts)
-    cont_idx, cont_texts = [], []
-    for i, (gen,) in enumerate(phase1):
-        if THINK_CLOSE in gen:
-            reasoning, content = gen.split(THINK_CLOSE, 1)
-            outs[i] = BudgetedOutput(reasoning, content.lstrip("\n"), gen, n_tokens(tok, reasoning), False)
-        else:
-            cont_idx.append(i)
-            cont_texts.append(texts[i] + gen + FORCED_CLOSE)
-    if cont_idx:
-        left = max(max_new_tokens - first, 1)
-        phase2 = generate_texts(model, tok, cont_texts, max_new_tokens=left, batch_size=batch_size)
-        for i, (content,) in zip(cont_idx, phase2):
-            gen = phase1[i][0]
-            outs[i] = BudgetedOutput(gen, content, gen + FORCED_CLOSE + content, n_tokens(tok, gen), True)
-    return outs  # type: ignore[return-value]
+    from posttrain.inference.budget import generate_budgeted
+
+    outs = generate_budgeted(
+        model, tok, texts, budget=budget, max_tokens=max_new_tokens, grace_tokens=0, batch_size=batch_size
+    )
+    return [BudgetedOutput(o.reasoning, o.content, o.text, o.thinking_tokens, o.forced_close) for o in outs]

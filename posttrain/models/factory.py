@@ -73,7 +73,9 @@ def check_checkpoint(ref: str, *, what: str = "model.path") -> None:
             raise PosttrainError(f"{what}: {path} has no config.json; it is not a complete HF checkpoint")
         has_weights = any(path.glob("*.safetensors")) or any(path.glob("*.bin"))
         if not has_weights:
-            raise PosttrainError(f"{what}: {path} has no weight files (*.safetensors); the save is incomplete")
+            raise PosttrainError(
+                f"{what}: {path} has no weight files (*.safetensors); the save is incomplete"
+            )
         return
     if os.environ.get("HF_HUB_OFFLINE") == "1":
         raise PosttrainError(
@@ -89,7 +91,9 @@ def load_tokenizer(ref: str, *, trust_remote_code: bool = False, what: str = "mo
     try:
         tok = AutoTokenizer.from_pretrained(str(Path(ref).expanduser()), trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as e:
-        raise PosttrainError(f"{what}: cannot read a tokenizer from {ref}: {str(e).splitlines()[0]}") from None
+        raise PosttrainError(
+            f"{what}: cannot read a tokenizer from {ref}: {str(e).splitlines()[0]}"
+        ) from None
     if not tok.chat_template:
         raise PosttrainError(f"{what}: tokenizer at {ref} has no chat template; posttrain needs one")
     if tok.pad_token is None:
@@ -97,7 +101,9 @@ def load_tokenizer(ref: str, *, trust_remote_code: bool = False, what: str = "mo
     return tok
 
 
-def load_model(ref: str, *, dtype: str = "float32", trust_remote_code: bool = False, what: str = "model.path"):
+def load_model(
+    ref: str, *, dtype: str = "float32", trust_remote_code: bool = False, what: str = "model.path"
+):
     """Load a causal LM from a local checkpoint or hub id (``trust_remote_code`` off by default)."""
     check_checkpoint(ref, what=what)
     try:

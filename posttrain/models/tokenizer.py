@@ -62,7 +62,9 @@ def _corpus() -> list[str]:
             if doc:
                 texts.append(doc)
     markers = " ".join(SPECIAL_TOKENS + ADDED_TOKENS) + " /think /no_think System User Assistant"
-    numbers = " ".join(f"{a} + {b} = {a + b}. {a} * {b} = {a * b}." for a in range(50) for b in range(0, 50, 7))
+    numbers = " ".join(
+        f"{a} + {b} = {a + b}. {a} * {b} = {a * b}." for a in range(50) for b in range(0, 50, 7)
+    )
     return [markers] * 50 + [numbers] + texts
 
 
@@ -73,7 +75,14 @@ def _cache_root() -> Path:
 def tokenizer_hash(vocab_size: int = DEFAULT_VOCAB_SIZE) -> str:
     """Hash of everything that determines the built tokenizer (corpus text, template, settings)."""
     h = hashlib.sha256()
-    for part in (TOKENIZER_VERSION, str(vocab_size), chat_template(), *SPECIAL_TOKENS, *ADDED_TOKENS, *_corpus()):
+    for part in (
+        TOKENIZER_VERSION,
+        str(vocab_size),
+        chat_template(),
+        *SPECIAL_TOKENS,
+        *ADDED_TOKENS,
+        *_corpus(),
+    ):
         h.update(part.encode())
         h.update(b"\0")
     return h.hexdigest()[:16]

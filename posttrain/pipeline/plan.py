@@ -74,7 +74,9 @@ def _typed(name: str, node: Any) -> Any:
         raise PosttrainError(f"stage.{name}: missing `kind` (one of {', '.join(STAGE_SCHEMAS)})")
     kind = node.kind
     if kind not in STAGE_SCHEMAS:
-        raise PosttrainError(f"stage.{name}.kind: unknown stage kind {kind!r}; known: {', '.join(STAGE_SCHEMAS)}")
+        raise PosttrainError(
+            f"stage.{name}.kind: unknown stage kind {kind!r}; known: {', '.join(STAGE_SCHEMAS)}"
+        )
     check_keys(node, STAGE_SCHEMAS[kind], f"stage.{name}")
     try:
         return OmegaConf.merge(OmegaConf.structured(STAGE_SCHEMAS[kind]), node)
@@ -125,7 +127,9 @@ def build_plan(cfg: DictConfig) -> list[PlannedStage]:
             refs["other"] = scfg.other
         if scfg.kind == "dpo":
             if scfg.dataset_from not in order:
-                raise PosttrainError(f"stage.{name}.dataset_from: {scfg.dataset_from!r} is not a stage of this pipeline")
+                raise PosttrainError(
+                    f"stage.{name}.dataset_from: {scfg.dataset_from!r} is not a stage of this pipeline"
+                )
             refs["dataset"] = scfg.dataset_from
         if scfg.kind == "eval":
             for b in scfg.baselines:
@@ -141,5 +145,7 @@ def build_plan(cfg: DictConfig) -> list[PlannedStage]:
     for p in plan:
         for d in p.deps(names):
             if pos[d] >= pos[p.name]:
-                raise PosttrainError(f"stage.{p.name}: refers to {d!r}, which runs later; reorder pipeline.stages")
+                raise PosttrainError(
+                    f"stage.{p.name}: refers to {d!r}, which runs later; reorder pipeline.stages"
+                )
     return plan

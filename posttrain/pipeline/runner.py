@@ -73,11 +73,17 @@ def _resolve(ref: str, done: dict[str, Manifest], what: str) -> tuple[str, str]:
 
 def stage_fingerprint(p: PlannedStage, input_fps: dict[str, str], data_fp: str) -> str:
     mod = stage_module(p.kind)
-    return fingerprint(p.kind, OmegaConf.to_container(p.cfg, resolve=True), input_fps, data_fp, code_version(mod))
+    return fingerprint(
+        p.kind, OmegaConf.to_container(p.cfg, resolve=True), input_fps, data_fp, code_version(mod)
+    )
 
 
 def run_stage(
-    p: PlannedStage, cfg: DictConfig, run_dir: Path, done: dict[str, Manifest], data: dict[str, Any],
+    p: PlannedStage,
+    cfg: DictConfig,
+    run_dir: Path,
+    done: dict[str, Manifest],
+    data: dict[str, Any],
     dirs: dict[str, Path],
 ) -> Manifest:
     stage_dir = run_dir / p.dirname

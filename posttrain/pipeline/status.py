@@ -8,7 +8,15 @@ from typing import Any
 
 from posttrain.pipeline.manifest import load_manifest
 
-KEY_METRICS = ("train_loss", "final_eval_loss", "pairs", "reward_first", "reward_last", "format_on", "format_off")
+KEY_METRICS = (
+    "train_loss",
+    "final_eval_loss",
+    "pairs",
+    "reward_first",
+    "reward_last",
+    "format_on",
+    "format_off",
+)
 
 
 def stage_dirs(run_dir: Path) -> list[Path]:
@@ -59,5 +67,13 @@ def print_status(run_dir: Path) -> None:
         status = r["status"] + (f" (slurm {r['slurm_job_id']})" if r.get("slurm_job_id") else "")
         if r.get("error"):
             key = f"error: {r['error'][:80]}"
-        t.add_row(r["stage"], r.get("kind", ""), status, (r.get("fingerprint") or "")[:10], key, wall, r.get("checkpoint") or "")
+        t.add_row(
+            r["stage"],
+            r.get("kind", ""),
+            status,
+            (r.get("fingerprint") or "")[:10],
+            key,
+            wall,
+            r.get("checkpoint") or "",
+        )
     Console(width=200).print(t)

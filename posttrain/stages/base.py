@@ -135,7 +135,9 @@ def load_policy(inputs: StageInputs):
     from posttrain.models import load_model, load_tokenizer
 
     what = f"stage.{inputs.name}.input"
-    model = load_model(inputs.checkpoint, dtype=inputs.dtype, trust_remote_code=inputs.trust_remote_code, what=what)
+    model = load_model(
+        inputs.checkpoint, dtype=inputs.dtype, trust_remote_code=inputs.trust_remote_code, what=what
+    )
     tok = load_tokenizer(inputs.checkpoint, trust_remote_code=inputs.trust_remote_code, what=what)
     return model, tok
 
@@ -175,5 +177,7 @@ def load_view(inputs: StageInputs, view: str, split: str, *, categories=(), keep
     if keep:
         ds = ds.remove_columns([c for c in ds.column_names if c not in keep])
     if len(ds) == 0:
-        raise PosttrainError(f"stage {inputs.name}: no {view}/{split} samples for categories {list(categories)}")
+        raise PosttrainError(
+            f"stage {inputs.name}: no {view}/{split} samples for categories {list(categories)}"
+        )
     return ds

@@ -54,11 +54,15 @@ def select_rows(inputs: StageInputs, split: str, per_category: int) -> list[dict
     return out
 
 
-def evaluate(model, tok, rows: list[dict], *, max_new_tokens: int, budget: int, batch_size: int) -> dict[str, Any]:
+def evaluate(
+    model, tok, rows: list[dict], *, max_new_tokens: int, budget: int, batch_size: int
+) -> dict[str, Any]:
     """Metrics keyed ``<category>/<mode>/<metric>`` plus summary keys (``format_on`` ...)."""
     acc: dict[str, list[float]] = defaultdict(list)
     for mode in ("on", "off", "budget"):
-        texts = render_prompts(tok, [with_mode(r["prompt"], mode) for r in rows], [r.get("tools") for r in rows])
+        texts = render_prompts(
+            tok, [with_mode(r["prompt"], mode) for r in rows], [r.get("tools") for r in rows]
+        )
         outs = generate_with_budget(
             model, tok, texts, budget=budget if mode == "budget" else None,
             max_new_tokens=max_new_tokens, batch_size=batch_size,
@@ -71,10 +75,18 @@ def evaluate(model, tok, rows: list[dict], *, max_new_tokens: int, budget: int, 
             for key in (f"{cat}/{mode}", f"all/{mode}"):
                 acc[f"{key}/accuracy"].append(s)
                 acc[f"{key}/format"].append(fmt)
-                acc[f"{key}/think_tokens"].append(0 if mode == "off" and "</think>" not in o.text else o.thinking_tokens)
+                acc[f"{key}/think_tokens"].append(
+                    0 if mode == "off" and "</think>" not in o.text else o.thinking_tokens
+                )
             if cat == "safety":
-                harmful = json.loads(r["metadata"]).get("harmful") if isinstance(r["metadata"], str) else r["metadata"].get("harmful")
-                acc[f"safety/{mode}/{'refusal_rate' if harmful else 'over_refusal'}"].append(float(is_refusal(o.content)))
+                harmful = (
+                    json.loads(r["metadata"]).get("harmful")
+                    if isinstance(r["metadata"], str)
+                    else r["metadata"].get("harmful")
+                )
+                acc[f"safety/{mode}/{'refusal_rate' if harmful else 'over_refusal'}"].append(
+                    float(is_refusal(o.content))
+                )
     metrics = {k: sum(v) / len(v) for k, v in sorted(acc.items())}
     for mode in ("on", "off", "budget"):
         metrics[f"format_{mode}"] = metrics.get(f"all/{mode}/format")
@@ -85,7 +97,9 @@ def evaluate(model, tok, rows: list[dict], *, max_new_tokens: int, budget: int, 
 
 def to_markdown(results: dict[str, dict[str, Any]]) -> str:
     models = list(results)
-    keys = [k for k in results[models[0]] if "/" not in k] + sorted({k for r in results.values() for k in r if "/" in k})
+    keys = [k for k in results[models[0]] if "/" not in k] + sorted(
+        {k for r in results.values() for k in r if "/" in k}
+    )
     lines = ["| metric | " + " | ".join(models) + " |", "|---|" + "---|" * len(models)]
     for k in keys:
         vals = [results[m].get(k) for m in models]
@@ -96,13 +110,20 @@ def to_markdown(results: dict[str, dict[str, Any]]) -> str:
 def run(cfg, inputs: StageInputs) -> StageOutputs:
     torch.manual_seed(inputs.seed)
     rows = select_rows(inputs, cfg.split, cfg.max_per_category)
-    targets = {"model": inputs.checkpoint} | {k.split(":", 1)[1]: v for k, v in inputs.checkpoints.items() if k.startswith("baseline:")}
+    targets = {"model": inputs.checkpoint} | {
+        k.split(":", 1)[1]: v for k, v in inputs.checkpoints.items() if k.startswith("baseline:")
+    }
     results = {}
     for name, ckpt in targets.items():
         model = load_model(ckpt, dtype=inputs.dtype, trust_remote_code=inputs.trust_remote_code)
         tok = load_tokenizer(ckpt, trust_remote_code=inputs.trust_remote_code)
         results[name] = evaluate(
-            model, tok, rows, max_new_tokens=cfg.max_new_tokens, budget=cfg.budget_tokens, batch_size=cfg.batch_size
+            model,
+            tok,
+            rows,
+            max_new_tokens=cfg.max_new_tokens,
+            budget=cfg.budget_tokens,
+            batch_size=cfg.batch_size,
         )
     write_json_atomic(inputs.stage_dir / "eval.json", results)
     (inputs.stage_dir / "eval.md").write_text(to_markdown(results))
@@ -111,4 +132,6 @@ def run(cfg, inputs: StageInputs) -> StageOutputs:
         if name != "model":
             metrics.update({f"{name}.{k}": v for k, v in results[name].items() if "/" not in k})
     ckpt = link_checkpoint(inputs.checkpoint, inputs.checkpoint_dir)
-    return StageOutputs(checkpoint=ckpt, metrics=metrics, outputs={"report": str(inputs.stage_dir / "eval.md")})
+    return StageOutputs(
+        checkpoint=ckpt, metrics=metrics, outputs={"report": str(inputs.stage_dir / "eval.md")}
+    )

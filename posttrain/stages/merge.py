@@ -13,7 +13,9 @@ from posttrain.models import load_model, save_checkpoint
 from posttrain.stages.base import StageInputs, StageOutputs, load_policy
 
 
-def interpolate(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], alpha: float) -> dict[str, torch.Tensor]:
+def interpolate(
+    a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], alpha: float
+) -> dict[str, torch.Tensor]:
     """α·a + (1-α)·b per tensor; raises on mismatched names or shapes."""
     if a.keys() != b.keys():
         diff = sorted(set(a) ^ set(b))[:5]
@@ -23,7 +25,9 @@ def interpolate(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], alpha: f
         tb = b[k]
         if ta.shape != tb.shape:
             raise PosttrainError(f"merge: parameter {k} has shape {tuple(ta.shape)} vs {tuple(tb.shape)}")
-        out[k] = (alpha * ta.float() + (1 - alpha) * tb.float()).to(ta.dtype) if ta.is_floating_point() else ta
+        out[k] = (
+            (alpha * ta.float() + (1 - alpha) * tb.float()).to(ta.dtype) if ta.is_floating_point() else ta
+        )
     return out
 
 

@@ -85,7 +85,10 @@ def run(cfg, inputs: StageInputs) -> StageOutputs:
         model, tok, texts, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
         top_p=cfg.top_p, num_return_sequences=cfg.num_samples, batch_size=cfg.batch_size,
     )  # fmt: skip
-    scores = [[score(r["category"], r["metadata"], s, r["reasoning"]) for s in outs] for r, outs in zip(rows, samples)]
+    scores = [
+        [score(r["category"], r["metadata"], s, r["reasoning"]) for s in outs]
+        for r, outs in zip(rows, samples)
+    ]
     refs = reference_completions(tok, inputs, {r["uuid"] for r in rows}) if cfg.reference_chosen else None
     pairs, counts = mine_pairs(
         rows, texts, samples, scores, threshold=cfg.pass_threshold, per_prompt=cfg.max_pairs_per_prompt,
@@ -93,7 +96,10 @@ def run(cfg, inputs: StageInputs) -> StageOutputs:
     )  # fmt: skip
     with open(inputs.stage_dir / "samples.jsonl", "w") as f:
         for r, outs, sc in zip(rows, samples, scores):
-            f.write(json.dumps({"uuid": r.get("uuid"), "category": r["category"], "samples": outs, "scores": sc}) + "\n")
+            f.write(
+                json.dumps({"uuid": r.get("uuid"), "category": r["category"], "samples": outs, "scores": sc})
+                + "\n"
+            )
     with open(inputs.stage_dir / "pairs.jsonl", "w") as f:
         for p in pairs:
             f.write(json.dumps(p) + "\n")

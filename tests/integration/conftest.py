@@ -19,7 +19,15 @@ def arithmetic_rows(n: int, seed: int = 0) -> list[dict]:
             {"role": "user", "content": f"What is {a}+{b}?", "reasoning_content": None},
             {"role": "assistant", "content": f"\\boxed{{{a + b}}}", "reasoning_content": f"{a} plus {b} is {a + b}." if on else None},
         ]  # fmt: skip
-        rows.append({"messages": msgs, "category": "math", "reasoning": "on" if on else "off", "truncated": False, "uuid": str(i)})
+        rows.append(
+            {
+                "messages": msgs,
+                "category": "math",
+                "reasoning": "on" if on else "off",
+                "truncated": False,
+                "uuid": str(i),
+            }
+        )
     return rows
 
 
@@ -35,5 +43,7 @@ def init_ckpt(tmp_path_factory, tiny) -> str:
 def sft_data(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("data")
     ds = Dataset.from_list(arithmetic_rows(200))
-    DatasetDict(train=ds, validation=ds.select(range(16)), test=ds.select(range(16))).save_to_disk(str(root / "sft"))
+    DatasetDict(train=ds, validation=ds.select(range(16)), test=ds.select(range(16))).save_to_disk(
+        str(root / "sft")
+    )
     return root

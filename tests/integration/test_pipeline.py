@@ -28,7 +28,10 @@ def run_cli(run_dir: Path, *overrides: str, check: bool = True) -> subprocess.Co
 
 
 def manifests(run_dir: Path) -> dict[str, dict]:
-    return {json.loads(p.read_text())["stage"]: json.loads(p.read_text()) for p in run_dir.glob("[0-9][0-9]_*/manifest.json")}
+    return {
+        json.loads(p.read_text())["stage"]: json.loads(p.read_text())
+        for p in run_dir.glob("[0-9][0-9]_*/manifest.json")
+    }
 
 
 @pytest.fixture(scope="module")
@@ -45,11 +48,24 @@ def test_full_chain_runs_and_writes_contract(smoke_run):
     assert set(ms) == {"init", "sft", "preference", "dpo", "grpo", "eval"}
     for name, m in ms.items():
         assert m["status"] == "done", (name, m.get("error"))
-        for key in ("stage", "status", "fingerprint", "parent", "checkpoint", "metrics", "wandb_run_id", "started_at", "finished_at"):
+        for key in (
+            "stage",
+            "status",
+            "fingerprint",
+            "parent",
+            "checkpoint",
+            "metrics",
+            "wandb_run_id",
+            "started_at",
+            "finished_at",
+        ):
             assert key in m
     assert AutoModelForCausalLM.from_pretrained(ms["grpo"]["checkpoint"]) is not None
     assert AutoTokenizer.from_pretrained(ms["grpo"]["checkpoint"]).chat_template
-    assert ms["preference"]["metrics"]["pairs"] > 0 and ms["dpo"]["metrics"]["pairs"] == ms["preference"]["metrics"]["pairs"]
+    assert (
+        ms["preference"]["metrics"]["pairs"] > 0
+        and ms["dpo"]["metrics"]["pairs"] == ms["preference"]["metrics"]["pairs"]
+    )
     assert "format_on" in ms["eval"]["metrics"] and "init.format_on" in ms["eval"]["metrics"]
     assert (smoke_run / "05_eval" / "eval.md").exists() and (smoke_run / "01_sft" / "metrics.jsonl").exists()
     status = subprocess.run([sys.executable, "-m", "posttrain.cli", "status", str(smoke_run), "--json"],

@@ -8,13 +8,12 @@ import math
 import pytest
 import torch
 from datasets import Dataset
+from stage_helpers import make_inputs, structured
 
 from posttrain.config.schema import DPOStageConfig, MergeStageConfig, SFTStageConfig
 from posttrain.models import load_model
 from posttrain.stages import dpo, merge, sft
 from posttrain.tracking.jsonl import MetricsCallback, read_metrics
-
-from stage_helpers import make_inputs, structured
 
 pytestmark = pytest.mark.integration
 
@@ -29,7 +28,9 @@ def _sft(tmp_path, init_ckpt, sft_data, steps=6, **kw):
     cfg = structured(SFTStageConfig, max_steps=steps, logging_steps=1, save_steps=100, eval_steps=0,
                      max_length=256, per_device_train_batch_size=4, learning_rate=3e-3, **kw)  # fmt: skip
     out = sft.run(cfg, inputs)
-    return out, {r["step"]: r["loss"] for r in read_metrics(inputs.stage_dir / "metrics.jsonl") if "loss" in r}
+    return out, {
+        r["step"]: r["loss"] for r in read_metrics(inputs.stage_dir / "metrics.jsonl") if "loss" in r
+    }
 
 
 def test_sft_golden_losses(tmp_path, init_ckpt, sft_data):
@@ -54,7 +55,9 @@ def test_dpo_loss_at_step_one_is_ln2(tmp_path, init_ckpt, sft_data):
     Dataset.from_list(pairs).save_to_disk(str(pref_dir / "pairs"))
     inputs = make_inputs(tmp_path, init_ckpt, sft_data, name="dpo", datasets={"preference": pref_dir})
     inputs.callbacks = [MetricsCallback(inputs.stage_dir, "dpo")]
-    cfg = structured(DPOStageConfig, max_steps=2, logging_steps=1, save_steps=100, per_device_train_batch_size=4)
+    cfg = structured(
+        DPOStageConfig, max_steps=2, logging_steps=1, save_steps=100, per_device_train_batch_size=4
+    )
     out = dpo.run(cfg, inputs)
     first = read_metrics(inputs.stage_dir / "metrics.jsonl")[0]
     assert first["loss"] == pytest.approx(math.log(2), abs=1e-4)
@@ -68,7 +71,9 @@ def test_merge_interpolates(tmp_path, init_ckpt, sft_data):
         for p in b.parameters():
             p.add_(1.0)
     b.save_pretrained(tmp_path / "b")
-    inputs = make_inputs(tmp_path, init_ckpt, sft_data, name="merge", checkpoints={"other": str(tmp_path / "b")})
+    inputs = make_inputs(
+        tmp_path, init_ckpt, sft_data, name="merge", checkpoints={"other": str(tmp_path / "b")}
+    )
     out = merge.run(structured(MergeStageConfig, other="b", alpha=0.25), inputs)
     m = load_model(out.checkpoint)
     for (name, pa), pm in zip(a.named_parameters(), m.parameters()):

@@ -68,14 +68,18 @@ def test_cli_prints_composed_config():
 
 def test_cli_bad_key_fails_without_traceback():
     out = subprocess.run(
-        [sys.executable, "-m", "posttrain.cli", "run", "stage.sft.max_stepz=3"], capture_output=True, text=True
+        [sys.executable, "-m", "posttrain.cli", "run", "stage.sft.max_stepz=3"],
+        capture_output=True,
+        text=True,
     )
     assert out.returncode != 0
     assert "max_stepz" in out.stderr and "Traceback" not in out.stderr
 
 
 def test_unbuilt_command_says_so():
-    out = subprocess.run([sys.executable, "-m", "posttrain.cli", "report", "x"], capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "posttrain.cli", "report", "x"], capture_output=True, text=True
+    )
     assert out.returncode != 0 and "not built yet" in out.stderr
 
 
@@ -83,8 +87,14 @@ def test_config_dir_is_repo_configs():
     assert (Path(CONFIG_DIR) / "config.yaml").exists()
 
 
-@pytest.mark.parametrize("override,key", [("+model.hiden=3", "model.hiden"), ("+stage.dpo.betta=1", "stage.dpo.betta"),
-                                          ("+data.totl=5", "data.totl")])
+@pytest.mark.parametrize(
+    "override,key",
+    [
+        ("+model.hiden=3", "model.hiden"),
+        ("+stage.dpo.betta=1", "stage.dpo.betta"),
+        ("+data.totl=5", "data.totl"),
+    ],
+)
 def test_appended_unknown_key_rejected_before_work(override, key):
     from posttrain import PosttrainError
 

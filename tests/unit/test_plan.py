@@ -34,7 +34,9 @@ def test_cycle_in_references_rejected():
 
 
 def test_forward_reference_rejected():
-    cfg = compose(["pipeline.stages=[sft,preference]", "stage.preference.input=init", "stage.sft.input=preference"])
+    cfg = compose(
+        ["pipeline.stages=[sft,preference]", "stage.preference.input=init", "stage.sft.input=preference"]
+    )
     with pytest.raises(PosttrainError, match="runs later"):
         build_plan(cfg)
 

@@ -16,7 +16,10 @@ def render(tok, msgs, **kw):
 
 
 def test_reasoning_on_by_default(tokenizer):
-    msgs = [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4", "reasoning_content": "add"}]
+    msgs = [
+        {"role": "user", "content": "2+2?"},
+        {"role": "assistant", "content": "4", "reasoning_content": "add"},
+    ]
     assert render(tokenizer, msgs) == f"{SYS}{END}\n{USR}2+2?{END}\n{AST}<think>\nadd\n</think>\n4{END}\n"
     assert render(tokenizer, msgs[:1], add_generation_prompt=True).endswith(f"{AST}<think>\n")
 
@@ -30,7 +33,9 @@ def test_reasoning_off_has_empty_think_block(tokenizer):
 
 
 def test_flag_inside_user_message_is_stripped(tokenizer):
-    out = render(tokenizer, [{"role": "user", "content": "What is 2+2? /no_think"}], add_generation_prompt=True)
+    out = render(
+        tokenizer, [{"role": "user", "content": "What is 2+2? /no_think"}], add_generation_prompt=True
+    )
     assert "/no_think" not in out and f"{USR}What is 2+2?{END}" in out and out.endswith("<think></think>")
 
 
@@ -58,7 +63,10 @@ def test_tool_call_and_response(tokenizer):
     ]  # fmt: skip
     out = render(tokenizer, msgs, tools=tools)
     assert f"<AVAILABLE_TOOLS>{json.dumps(tools)}</AVAILABLE_TOOLS>{END}" in out
-    assert f'{AST}<think></think><TOOLCALL>[{{"name": "get_weather", "arguments": {{"city": "Paris"}}}}]</TOOLCALL>{END}' in out
+    assert (
+        f'{AST}<think></think><TOOLCALL>[{{"name": "get_weather", "arguments": {{"city": "Paris"}}}}]</TOOLCALL>{END}'
+        in out
+    )
     assert f'{USR}<TOOL_RESPONSE>{{"temp": 21}}</TOOL_RESPONSE>{END}' in out
     # dict arguments render the same JSON as string arguments
     msgs[1]["tool_calls"][0]["function"]["arguments"] = {"city": "Paris"}
@@ -68,10 +76,16 @@ def test_tool_call_and_response(tokenizer):
 def _assistant_text(tok, msgs):
     enc = tok.apply_chat_template(msgs, tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
     ids, mask = enc["input_ids"], enc["assistant_masks"]
-    return tok.decode([i for i, m in zip(ids, mask) if m]), tok.decode([i for i, m in zip(ids, mask) if not m])
+    return tok.decode([i for i, m in zip(ids, mask) if m]), tok.decode(
+        [i for i, m in zip(ids, mask) if not m]
+    )
 
 
-texts = st.text(alphabet=st.characters(codec="utf-8", exclude_characters="<>/\r"), min_size=1, max_size=40).map(str.strip).filter(bool)
+texts = (
+    st.text(alphabet=st.characters(codec="utf-8", exclude_characters="<>/\r"), min_size=1, max_size=40)
+    .map(str.strip)
+    .filter(bool)
+)
 
 
 @settings(max_examples=40, deadline=None)

@@ -19,7 +19,9 @@ def test_think_tokens_are_single_and_survive_skip_special(tokenizer):
     for t in ADDED_TOKENS[:4]:
         assert tokenizer.convert_tokens_to_ids(t) in ids or t not in text
     assert tokenizer.decode(ids, skip_special_tokens=True) == text
-    turn = tokenizer.encode("<SPECIAL_11>Assistant\n<think>\nx</think>y<SPECIAL_12>", add_special_tokens=False)
+    turn = tokenizer.encode(
+        "<SPECIAL_11>Assistant\n<think>\nx</think>y<SPECIAL_12>", add_special_tokens=False
+    )
     assert tokenizer.decode(turn, skip_special_tokens=True) == "Assistant\n<think>\nx</think>y"
 
 
