@@ -28,9 +28,17 @@ def render(tokenizer, sample: dict) -> str:
     return tokenizer.apply_chat_template(sample["messages"], tools=tools, tokenize=False)
 
 
-def _measure_batch(batch: dict, tokenizer) -> dict:
-    samples = [json.loads(r) for r in batch["row"]]
-    texts = [render(tokenizer, s) for s in samples]
+def _measure(samples: list[dict], tokenizer) -> dict:
+    """Rendered token counts and reasoning-trace token counts (samples without tools render as one batch)."""
+    plain = [j for j, s in enumerate(samples) if not s["metadata"].get("tools")]
+    texts: list[str] = [""] * len(samples)
+    if plain:
+        batch = tokenizer.apply_chat_template([samples[j]["messages"] for j in plain], tokenize=False)
+        for j, t in zip(plain, batch):
+            texts[j] = t
+    for j, s in enumerate(samples):
+        if s["metadata"].get("tools"):
+            texts[j] = render(tokenizer, s)
     traces = [
         "\n".join(m["reasoning_content"] or "" for m in s["messages"] if m["role"] == "assistant")
         for s in samples
@@ -40,22 +48,31 @@ def _measure_batch(batch: dict, tokenizer) -> dict:
     return {"n_tokens": [len(x) for x in enc[:n]], "reasoning_tokens": [len(x) for x in enc[n:]]}
 
 
-def _map(rows: dict, fn, fn_kwargs: dict, num_proc: int, desc: str, n: int) -> dict:
-    """Run ``fn`` over ``rows`` (a column dict) in chunks; with ``num_proc > 1`` via ``datasets.map``."""
-    if num_proc <= 1 or n < 2 * _CHUNK:
-        out: dict[str, list] = {}
-        for start in tqdm(range(0, n, _CHUNK), desc=desc, disable=n < 4 * _CHUNK, leave=False):
-            part = fn({k: v[start : start + _CHUNK] for k, v in rows.items()}, **fn_kwargs)
-            for k, v in part.items():
-                out.setdefault(k, []).extend(v)
-        return out
+def _measure_batch(batch: dict, tokenizer) -> dict:
+    return _measure([json.loads(r) for r in batch["row"]], tokenizer)
+
+
+def _parallel_map(rows: dict, fn, fn_kwargs: dict, num_proc: int, desc: str) -> dict:
+    """``fn`` over ``rows`` (a column dict of JSON-able values) with ``datasets.map(num_proc=...)``."""
     from datasets import Dataset
 
     ds = Dataset.from_dict(rows)
     with _no_rust_threads():  # forked workers must not inherit a busy tokenizers thread pool
-        ds = ds.map(fn, batched=True, batch_size=_CHUNK, num_proc=num_proc, fn_kwargs=fn_kwargs,
-                    remove_columns=ds.column_names, desc=desc, new_fingerprint=f"{desc}-{n}")  # fmt: skip
+        ds = ds.map(
+            fn,
+            batched=True,
+            batch_size=_CHUNK,
+            num_proc=num_proc,
+            fn_kwargs=fn_kwargs,
+            remove_columns=ds.column_names,
+            desc=desc,
+            new_fingerprint=f"{desc}-{len(ds)}",
+        )
     return ds.to_dict()
+
+
+def _chunks(n: int, desc: str):
+    return tqdm(range(0, n, _CHUNK), desc=desc, disable=n < 4 * _CHUNK, leave=False)
 
 
 @contextmanager
@@ -73,19 +90,32 @@ def _no_rust_threads():
 
 def generate(cfg, domain: str, n: int) -> list[dict]:
     """Samples ``0..n-1`` of ``domain``."""
-    out = _map(
-        {"i": list(range(n))},
-        _gen_batch,
-        {"cfg": cfg, "domain": domain},
-        cfg.num_proc,
-        f"generate {domain}",
-        n,
-    )
-    return [json.loads(r) for r in out.get("row", [])]
+    if cfg.num_proc > 1 and n >= 2 * _CHUNK:
+        out = _parallel_map(
+            {"i": list(range(n))},
+            _gen_batch,
+            {"cfg": cfg, "domain": domain},
+            cfg.num_proc,
+            f"generate {domain}",
+        )
+        return [json.loads(r) for r in out["row"]]
+    builder = get(domain)
+    return [
+        s
+        for a in _chunks(n, f"generate {domain}")
+        for s in builder.generate(cfg, list(range(a, min(n, a + _CHUNK))))
+    ]
 
 
 def measure(samples: list[dict], tokenizer, num_proc: int) -> tuple[list[int], list[int]]:
     """Rendered token counts and reasoning-trace token counts of every sample."""
-    rows = {"row": [json.dumps(s, ensure_ascii=False) for s in samples]}
-    out = _map(rows, _measure_batch, {"tokenizer": tokenizer}, num_proc, "tokenize", len(samples))
-    return out.get("n_tokens", []), out.get("reasoning_tokens", [])
+    if num_proc > 1 and len(samples) >= 2 * _CHUNK:
+        rows = {"row": [json.dumps(s, ensure_ascii=False) for s in samples]}
+        out = _parallel_map(rows, _measure_batch, {"tokenizer": tokenizer}, num_proc, "tokenize")
+    else:
+        out = {"n_tokens": [], "reasoning_tokens": []}
+        for a in _chunks(len(samples), "tokenize"):
+            part = _measure(samples[a : a + _CHUNK], tokenizer)
+            out["n_tokens"] += part["n_tokens"]
+            out["reasoning_tokens"] += part["reasoning_tokens"]
+    return out["n_tokens"], out["reasoning_tokens"]
