@@ -87,8 +87,12 @@ def test_mixture_shares_off_and_truncated_within_tolerance(built):
     for cat, w in weights.items():
         share = sum(s["category"] == cat and s["generator"].startswith("posttrain/") for s in on) / len(on)
         assert abs(share - w / sum(weights.values())) < 0.03, cat
-    assert m["off_pairs"] == round(0.1 * (len(on) + 0)) or abs(m["off_pairs"] - 0.1 * len(on)) <= 1
-    assert abs(m["counts"]["truncated"] - 0.05 * (len(on) + m["off_pairs"]) + 0.05 * m["off_pairs"]) <= 1
+    assert (
+        m["off_pairs"]
+        == round(0.1 * len(on))
+        == sum(s["reasoning"] == "off" and "paired_with" in s["metadata"] for s in rows)
+    )
+    assert m["counts"]["truncated"] == round(0.05 * len(on))
 
 
 def test_no_prompt_in_two_splits(built):
@@ -224,3 +228,25 @@ def test_recipe_yamls_compose_to_recipe_configs():
     assert isinstance(full, RecipeConfig) and full.name == "nano2" and full.truncate_budget == [1024, 2048]
     assert all(isinstance(s, SourceConfig) for s in full.sources) and len(full.sources) == 9
     assert {s.path for s in full.sources} == {f"nvidia/Nemotron-Post-Training-Dataset-v{v}" for v in (1, 2)}
+
+
+def test_preference_view_through_trl_dpo(built, tiny, tmp_path):
+    import copy
+
+    from trl import DPOConfig, DPOTrainer
+
+    root, _, _ = built
+    model, tok = tiny
+    pref = load_from_disk(str(root / "out" / "preference"))["train"]
+    rows = [i for i, c in enumerate(pref["category"]) if c == "tool_calling"][:2] + list(range(3))
+    ds = pref.select(rows).select_columns(["prompt", "chosen", "rejected", "tools"])
+    args = DPOConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, report_to=[], max_length=512)
+    trainer = DPOTrainer(
+        model=model, ref_model=copy.deepcopy(model), args=args, train_dataset=ds, processing_class=tok
+    )
+    for j, row in enumerate(trainer.train_dataset):
+        prompt, chosen = tok.decode(row["prompt_ids"]), tok.decode(row["chosen_ids"])
+        assert ("<AVAILABLE_TOOLS>" in prompt) == (ds[j]["tools"] is not None)
+        assert row["chosen_ids"] != row["rejected_ids"] and chosen.rstrip().endswith("<SPECIAL_12>")
+        if ds[j]["tools"] is not None:
+            assert "<TOOLCALL>[" in chosen

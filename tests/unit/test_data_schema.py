@@ -139,3 +139,21 @@ def test_sharegpt_unknown_speaker():
 
     with pytest.raises(DataError, match=r"conversations\[0\]\.from"):
         adapt({"conversations": [{"from": "narrator", "value": "x"}]}, "sharegpt", "f:1", None)
+
+
+def test_parquet_source_loads_unchanged(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    raw = rows("good.jsonl")
+    for r in raw:  # the Nemotron parquet layout: metadata is a JSON string, arguments are strings
+        r["metadata"] = r["metadata"] if isinstance(r["metadata"], str) else json.dumps(r["metadata"])
+        for m in r["messages"]:
+            for tc in m.get("tool_calls") or []:
+                if not isinstance(tc["function"]["arguments"], str):
+                    tc["function"]["arguments"] = json.dumps(tc["function"]["arguments"])
+    pq.write_table(pa.Table.from_pylist(raw), tmp_path / "part-0.parquet")
+    got, rejects = load_source(SourceConfig(path=str(tmp_path)), "raise")
+    want = [validate_sample(r, "x") for r in raw]
+    assert rejects == [] and [{k: v for k, v in g.items() if k != "_where"} for g in got] == want
+    assert got[1]["_where"] == f"{tmp_path / 'part-0.parquet'}:2"
