@@ -60,7 +60,13 @@ def load_tokenizer(cfg: RecipeConfig):
         return build_tokenizer()
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(cfg.tokenizer)
+    try:
+        tok = AutoTokenizer.from_pretrained(cfg.tokenizer)
+    except (OSError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise DataError(
+            f"recipe {cfg.name}", "tokenizer", f"cannot load {cfg.tokenizer!r}: {first}"
+        ) from None
     if not getattr(tok, "chat_template", None):
         raise DataError(f"recipe {cfg.name}", "tokenizer", f"{cfg.tokenizer} has no chat template")
     return tok

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from data_recipes.errors import DataError
 from data_recipes.views import tools_json
 
 
@@ -37,6 +38,8 @@ def _samples(path: Path) -> list[dict]:
 def render_inspect(out_dir: str | Path, n: int = 2) -> str:
     """A printable report of the build in ``out_dir``."""
     out = Path(out_dir)
+    if not (out / "manifest.json").is_file():
+        raise DataError(str(out), "manifest.json", "no data build here (run `posttrain data build` first)")
     m = json.loads((out / "manifest.json").read_text())
     tpl_path = out / "chat_template.jinja"
     template = tpl_path.read_text(encoding="utf-8") if tpl_path.exists() else ""

@@ -11,7 +11,7 @@ import pytest
 from datasets import load_from_disk
 
 from data_recipes import parallel
-from data_recipes.build import build_recipe
+from data_recipes.build import as_config, build_recipe
 from data_recipes.config import RecipeConfig, SourceConfig
 from data_recipes.inspect import render_inspect
 from data_recipes.schema import normalise_text, prompt_text
@@ -222,8 +222,9 @@ def test_recipe_yamls_compose_to_recipe_configs():
 
     from posttrain.cli import compose
 
-    tiny = OmegaConf.to_object(compose(["data=nano2_tiny"]).data)
-    assert isinstance(tiny, RecipeConfig) and tiny == RecipeConfig()
+    node = compose(["data=nano2_tiny"]).data
+    tiny = OmegaConf.to_object(node)
+    assert isinstance(tiny, RecipeConfig) and tiny == RecipeConfig() == as_config(node)
     full = OmegaConf.to_object(compose(["data=nano2"]).data)
     assert isinstance(full, RecipeConfig) and full.name == "nano2" and full.truncate_budget == [1024, 2048]
     assert all(isinstance(s, SourceConfig) for s in full.sources) and len(full.sources) == 9
@@ -250,3 +251,13 @@ def test_preference_view_through_trl_dpo(built, tiny, tmp_path):
         assert row["chosen_ids"] != row["rejected_ids"] and chosen.rstrip().endswith("<SPECIAL_12>")
         if ds[j]["tools"] is not None:
             assert "<TOOLCALL>[" in chosen
+
+
+def test_unloadable_tokenizer_and_missing_build_are_data_errors(tmp_path):
+    from data_recipes.build import load_tokenizer
+    from data_recipes.errors import DataError
+
+    with pytest.raises(DataError, match="tokenizer"):
+        load_tokenizer(RecipeConfig(tokenizer=str(tmp_path / "no-tokenizer-here")))
+    with pytest.raises(DataError, match="no data build"):
+        render_inspect(tmp_path)
