@@ -29,6 +29,39 @@ from posttrain.inference.generate import generate_texts  # noqa: E402
 from posttrain.inference.sweep import budget_sweep, force_think, load_rows, parse_budgets  # noqa: E402
 
 
+def trace(a: int, b: int) -> str:
+    """A column-addition reasoning trace, one line per digit (so the newline grace window has lines to end)."""
+    lines, carry = [], 0
+    for i, (x, y) in enumerate(zip(reversed(f"{a:02d}"), reversed(f"{b:02d}"))):
+        s = int(x) + int(y) + carry
+        lines.append(f"digit {i}: {x} + {y} + {carry} = {s}, write {s % 10}, carry {s // 10}")
+        carry = s // 10
+    return "\n".join([f"We add {a} and {b} column by column.", *lines, f"So the sum is {a + b}."])
+
+
+def train_tiny(model, tok, steps: int, seed: int = 1) -> None:
+    """A few AdamW steps on synthetic sums with traces (full sequence loss): enough to learn the format."""
+    rng = random.Random(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    model.train()
+    for step in range(steps):
+        texts = []
+        for _ in range(8):
+            a, b = rng.randint(10, 99), rng.randint(10, 99)
+            msgs = [{"role": "user", "content": f"What is {a} + {b}? Put the answer in \\boxed{{}}."},
+                    {"role": "assistant", "content": f"\\boxed{{{a + b}}}", "reasoning_content": trace(a, b)}]  # fmt: skip
+            texts.append(tok.apply_chat_template(msgs, tokenize=False))
+        enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)
+        loss = model(**enc, labels=labels).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        if step % 10 == 0 or step == steps - 1:
+            print(f"train step {step}: loss {loss.item():.3f}", file=sys.stderr, flush=True)
+    model.eval()
+
+
 def synthetic_rows(n: int, seed: int = 0) -> list[dict]:
     rng = random.Random(seed)
     rows = []
@@ -66,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         "--grace", type=int, default=4, help="grace window (tiny-scale default; 500 at full scale)"
     )
     ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--train-steps", type=int, default=0, help="first train the tiny model on synthetic sums")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "budget.json"))
     args = ap.parse_args(argv)
     torch.manual_seed(0)
@@ -78,6 +112,10 @@ def main(argv: list[str] | None = None) -> int:
         from posttrain.models import build_tiny_model
 
         (model, tok), name = build_tiny_model(ModelConfig()), "tiny-random (no checkpoint given)"
+        if args.train_steps:
+            t0 = time.perf_counter()
+            train_tiny(model, tok, args.train_steps)
+            name = f"tiny, {args.train_steps} steps on synthetic sums ({time.perf_counter() - t0:.0f} s)"
     rows = load_rows(args.data, args.split, args.n) if args.data else synthetic_rows(args.n)
     budgets = parse_budgets(args.budgets)
     texts = [

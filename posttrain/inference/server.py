@@ -11,6 +11,8 @@ and answer), which is what the model card's ThinkingBudgetClient expects. ``cont
 renders the earlier turns with the generation prompt and appends the final assistant content verbatim
 (a leading ``<think>`` opener in it is dropped, the prompt has one): Nano 2's template re-inserts
 ``</think>`` around assistant content, so HF's truncation of the rendered turn would not continue it.
+Extension: ``thinking_budget`` (+ ``thinking_grace_tokens``, default 500) runs the server-side budget of
+``posttrain.inference.budget`` (trace ended at the next newline after the budget, or hard-cut later).
 Errors are JSON ``{"error": {"message", "type", "param", "code"}}`` with 4xx codes.
 """
 
@@ -27,7 +29,14 @@ from typing import Any
 
 import torch
 
-from posttrain.inference.budget import THINK_CLOSE, THINK_OPEN, _eos_ids, _first_eos
+from posttrain.inference.budget import (
+    DEFAULT_GRACE_TOKENS,
+    THINK_CLOSE,
+    THINK_OPEN,
+    _eos_ids,
+    _first_eos,
+    generate_budgeted,
+)
 
 
 class ApiError(Exception):
@@ -53,9 +62,7 @@ class Engine:
     def render_chat(self, body: dict[str, Any]) -> str:
         msgs = body.get("messages")
         if not isinstance(msgs, list) or not msgs:
-            raise ApiError(
-                400, "'messages' is required: a non-empty list of {role, content}", "messages", "missing"
-            )
+            raise ApiError(400, "'messages' is required: a non-empty list of messages", "messages", "missing")
         for m in msgs:
             if not isinstance(m, dict) or not isinstance(m.get("role"), str):
                 raise ApiError(400, "each message needs a string 'role'", "messages", "invalid_value")
@@ -156,15 +163,27 @@ class Engine:
                 text, finish = text[: text.index(s)], "stop"
         return text, finish, len(new)
 
+    def budgeted(self, prompt: str, p: dict[str, Any], body: dict[str, Any]) -> tuple[str, str, int]:
+        """Server-side budget (extension): ``thinking_budget`` [+ ``thinking_grace_tokens``], see budget.py."""
+        budget, grace = body["thinking_budget"], body.get("thinking_grace_tokens", DEFAULT_GRACE_TOKENS)
+        for key, v in (("thinking_budget", budget), ("thinking_grace_tokens", grace)):
+            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                raise ApiError(400, f"{key} must be a non-negative integer, got {v!r}", key, "invalid_value")
+        if budget > p["max_tokens"] or p["stop"]:
+            msg = "thinking_budget must be <= max_tokens and cannot be combined with stop"
+            raise ApiError(400, msg, "thinking_budget", "invalid_value")
+        with self.lock:
+            (o,) = generate_budgeted(
+                self.model, self.tok, [prompt], budget=budget, max_tokens=p["max_tokens"], grace_tokens=grace,
+                temperature=p["temperature"], top_p=p["top_p"],
+            )  # fmt: skip
+        return o.text, o.finish_reason, o.total_tokens
+
     def handle(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         model = body.get("model")
         if model is not None and model != self.name:
-            raise ApiError(
-                404,
-                f"The model `{model}` does not exist; this server serves `{self.name}`",
-                "model",
-                "model_not_found",
-            )
+            msg = f"The model `{model}` does not exist; this server serves `{self.name}`"
+            raise ApiError(404, msg, "model", "model_not_found")
         chat = path == "/v1/chat/completions"
         if chat:
             prompt, what = self.render_chat(body), "messages"
@@ -176,7 +195,10 @@ class Engine:
                 raise ApiError(400, "'prompt' is required: a string", "prompt", "missing")
         ids = self.tok(prompt, add_special_tokens=False)["input_ids"]
         p = self.params(body, len(ids), what)
-        text, finish, n = self.complete(ids, p, body.get("seed"))
+        if body.get("thinking_budget") is not None:
+            text, finish, n = self.budgeted(prompt, p, body)
+        else:
+            text, finish, n = self.complete(ids, p, body.get("seed"))
         usage = {"prompt_tokens": len(ids), "completion_tokens": n, "total_tokens": len(ids) + n}
         head = {
             "id": f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex[:24]}",
@@ -238,22 +260,13 @@ class Handler(BaseHTTPRequestHandler):
         except ApiError as e:
             self._send(e.status, e.body())
         except Exception as e:  # a bug or an out-of-memory: report it, keep serving
-            self._send(
-                500, {"error": {"message": str(e), "type": "server_error", "param": None, "code": None}}
-            )
+            self._send(500, {"error": {"message": str(e), "type": "server_error", "param": None, "code": None}})  # fmt: skip
 
 
 def make_server(
-    checkpoint: str | None,
-    host: str = "127.0.0.1",
-    port: int = 8000,
-    *,
-    max_context: int | None = None,
-    served_model_name: str | None = None,
-    model=None,
-    tokenizer=None,
-    dtype: str = "float32",
-) -> ThreadingHTTPServer:
+    checkpoint: str | None, host: str = "127.0.0.1", port: int = 8000, *, max_context: int | None = None,
+    served_model_name: str | None = None, model=None, tokenizer=None, dtype: str = "float32",
+) -> ThreadingHTTPServer:  # fmt: skip
     """Load ``checkpoint`` (or use ``model``/``tokenizer``) and bind; run ``server.serve_forever()`` in a thread.
 
     ``port=0`` picks a free port (read it from ``server.server_address``). The served model name defaults
@@ -274,9 +287,7 @@ def make_server(
 
 def serve_main(argv: list[str]) -> int:
     """``posttrain serve <checkpoint> [--host 127.0.0.1] [--port 8000] [--max-context N] [--served-model-name X]``."""
-    ap = argparse.ArgumentParser(
-        prog="posttrain serve", description="OpenAI-compatible server over a checkpoint."
-    )
+    ap = argparse.ArgumentParser(prog="posttrain serve", description="OpenAI-compatible HTTP server.")
     ap.add_argument("checkpoint")
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=8000)
@@ -290,10 +301,7 @@ def serve_main(argv: list[str]) -> int:
     )  # fmt: skip
     host, port = server.server_address[:2]
     engine = server.RequestHandlerClass.engine  # type: ignore[attr-defined]
-    print(
-        f"serving {engine.name} on http://{host}:{port}/v1 (context {engine.max_context}); Ctrl-C stops",
-        flush=True,
-    )
+    print(f"serving {engine.name} on http://{host}:{port}/v1 (context {engine.max_context})", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -57,6 +57,16 @@ def test_client_matches_in_process_generation(served, budget, close):
     assert got["text"].count("</think>") == 1
 
 
+def test_server_side_budget_extension(served):
+    url, model, tok = served
+    body = {"messages": MSGS, "max_tokens": 8, "thinking_budget": 2, "thinking_grace_tokens": 3}
+    status, got = post(url, "/v1/chat/completions", body)
+    text = tok.apply_chat_template(MSGS, add_generation_prompt=True, tokenize=False)
+    (ref,) = generate_budgeted(model, tok, [text], budget=2, max_tokens=8, grace_tokens=3)
+    assert status == 200 and got["choices"][0]["message"]["content"] == ref.text
+    assert ref.forced_close and got["usage"]["completion_tokens"] == ref.total_tokens
+
+
 def test_completion_equals_generate_and_models(served):
     url, model, tok = served
     status, body = post(
@@ -116,6 +126,13 @@ def test_continue_final_message(served):
         ),
         ("/v1/completions", {"prompt": "hi", "max_tokens": 2, "n": 2}, 400, "n", "invalid_value"),
         ("/v1/nothing", {}, 404, None, "not_found"),
+        (
+            "/v1/chat/completions",
+            {"messages": MSGS, "max_tokens": 4, "thinking_budget": 9},
+            400,
+            "thinking_budget",
+            "invalid_value",
+        ),
     ],
 )
 def test_errors(served, path, body, status, param, code):
