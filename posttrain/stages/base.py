@@ -114,8 +114,10 @@ def link_checkpoint(src: str, dst: Path) -> str:
 
 
 def last_checkpoint(trainer_dir: Path) -> str | None:
-    """The newest ``checkpoint-N`` saved by the HF Trainer, if any."""
-    ckpts = sorted(trainer_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+    """The newest complete ``checkpoint-N`` saved by the HF Trainer, if any (a save cut short by a
+    kill has no ``trainer_state.json`` and is ignored)."""
+    ckpts = [p for p in trainer_dir.glob("checkpoint-*") if (p / "trainer_state.json").exists()]
+    ckpts.sort(key=lambda p: int(p.name.split("-")[-1]))
     return str(ckpts[-1]) if ckpts else None
 
 
@@ -142,6 +144,23 @@ def load_policy(inputs: StageInputs):
     return model, tok
 
 
+def load_resume_weights(model, ckpt: str) -> None:
+    """Load a trainer checkpoint's full weights into ``model`` in place, through ``from_pretrained``.
+
+    transformers 5 saves NemotronH under its legacy key names (``backbone.*``) while the live model
+    uses ``model.*``; the Trainer's resume loads the raw file non-strictly and so silently keeps the
+    *initial* weights (optimizer, scheduler and data position do resume). Loading through
+    ``from_pretrained`` applies the key conversion; the Trainer's own load then changes nothing.
+    LoRA adapters and DeepSpeed checkpoints are left to the Trainer.
+    """
+    from transformers import AutoModelForCausalLM
+
+    if hasattr(model, "peft_config") or not any(Path(ckpt).glob("*.safetensors")):
+        return
+    ref = AutoModelForCausalLM.from_pretrained(ckpt, dtype=next(model.parameters()).dtype)
+    model.load_state_dict(ref.state_dict(), strict=True)
+
+
 def train_and_save(trainer, tokenizer, inputs: StageInputs) -> dict[str, Any]:
     """Train (resuming from the last trainer checkpoint when asked), then save a plain HF checkpoint.
 
@@ -151,6 +170,8 @@ def train_and_save(trainer, tokenizer, inputs: StageInputs) -> dict[str, Any]:
     from posttrain.models import save_checkpoint
 
     resume = last_checkpoint(inputs.trainer_dir) if inputs.resume else None
+    if resume:
+        load_resume_weights(trainer.model, resume)
     result = trainer.train(resume_from_checkpoint=resume)
     model = trainer.model
     if hasattr(model, "merge_and_unload"):

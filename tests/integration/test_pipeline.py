@@ -102,11 +102,8 @@ def test_failed_stage_is_marked_and_downstream_does_not_start(tmp_path):
 
 
 def test_sigkill_mid_stage_resumes_from_last_step(tmp_path):
-    """Kill SFT after its first saved checkpoint; the rerun resumes from it, not from zero.
-
-    Known gap: the resumed run's weights are close to but not equal to an unbroken run's (final
-    train loss within a few percent); the source of the drift is still open (see README).
-    """
+    """Kill SFT after its first saved checkpoint; the rerun resumes from it and ends bit-equal to an
+    unbroken run (this caught the Trainer silently resuming NemotronH from its initial weights)."""
     steps = ["stage.sft.max_steps=12", "stage.sft.save_steps=3", "pipeline.stages=[sft]"]
     ref_dir, run_dir = tmp_path / "ref", tmp_path / "killed"
     run_cli(ref_dir, *steps)
@@ -125,8 +122,8 @@ def test_sigkill_mid_stage_resumes_from_last_step(tmp_path):
     m = manifests(run_dir)["sft"]
     assert m["status"] == "done" and m["metrics"]["resumed_from"].endswith(f"checkpoint-{saved[-1]}")
     assert m["metrics"]["global_step"] == 12
-    ref = manifests(ref_dir)["sft"]["metrics"]["final_eval_loss"]
-    assert m["metrics"]["final_eval_loss"] == pytest.approx(ref, rel=0.05)
     a = load_file(ref_dir / "01_sft" / "checkpoint" / "model.safetensors")
     b = load_file(run_dir / "01_sft" / "checkpoint" / "model.safetensors")
-    assert a.keys() == b.keys() and all(torch.isfinite(t).all() for t in b.values())
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)

@@ -96,6 +96,6 @@ def test_assistant_mask_covers_exactly_assistant_tokens(tokenizer, user, reasoni
     masked, unmasked = _assistant_text(tokenizer, msgs)
     expected = (f"{reasoning}\n</think>\n" if on else "") + answer + END
     assert masked == expected
-    assert answer not in unmasked.split(AST)[-1]
+    assert unmasked.split(AST)[-1] == ("<think>\n" if on else "<think></think>") + "\n"
     prompt = render(tokenizer, msgs[:2], add_generation_prompt=True)
     assert render(tokenizer, msgs).startswith(prompt)  # prefix property TRL relies on
