@@ -211,6 +211,7 @@ class RootConfig:
     launcher: LauncherConfig = field(default_factory=LauncherConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     deepspeed: dict[str, Any] | None = _f(None, "DeepSpeed config dict (+deepspeed=zero2|zero3).")
+    only_stage: str | None = _f(None, "Run just this stage (launchers use it); upstream stages must be done.")
 
 
 def register_configs() -> None:

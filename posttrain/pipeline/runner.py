@@ -10,9 +10,11 @@ checkpoint.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import time
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,9 @@ from posttrain.pipeline.fingerprint import code_version, fingerprint
 from posttrain.pipeline.manifest import Manifest, load_manifest, save_manifest, write_json_atomic
 from posttrain.pipeline.plan import INIT, PlannedStage, build_plan
 from posttrain.stages import stage_module
-from posttrain.stages.base import StageInputs
+from posttrain.launch.preempt import PREEMPTED_EXIT_CODE
+from posttrain.launch.preemption import preemption
+from posttrain.stages.base import Preempted, StageInputs
 from posttrain.tracking.jsonl import MetricsCallback
 
 log = logging.getLogger("posttrain")
@@ -63,14 +67,6 @@ def build_data(cfg: DictConfig, run_dir: Path, checkpoint: str) -> dict[str, Any
     return build_recipe(recipe, run_dir / "data", tokenizer=tok)
 
 
-def _resolve(ref: str, done: dict[str, Manifest], what: str) -> tuple[str, str]:
-    """(checkpoint path, fingerprint) of a stage name or an external path / hub id."""
-    if ref in done:
-        return done[ref].checkpoint, done[ref].fingerprint
-    check_checkpoint(ref, what=what)
-    return ref, fingerprint("external", ref)
-
-
 def stage_fingerprint(p: PlannedStage, input_fps: dict[str, str], data_fp: str) -> str:
     mod = stage_module(p.kind)
     return fingerprint(
@@ -78,34 +74,73 @@ def stage_fingerprint(p: PlannedStage, input_fps: dict[str, str], data_fp: str) 
     )
 
 
-def run_stage(
-    p: PlannedStage,
-    cfg: DictConfig,
-    run_dir: Path,
-    done: dict[str, Manifest],
-    data: dict[str, Any],
-    dirs: dict[str, Path],
-) -> Manifest:
-    stage_dir = run_dir / p.dirname
-    ckpt, in_fp = _resolve(p.input, done, f"stage.{p.name}.input")
-    fps = {"input": in_fp}
-    ckpts: dict[str, str] = {}
-    datasets: dict[str, Path] = {}
-    for role, ref in p.refs.items():
-        path, fps[role] = _resolve(ref, done, f"stage.{p.name}.{role}")
-        ckpts[role] = path
-        if ref in done:
-            datasets[ref] = dirs[ref]
-    fp = stage_fingerprint(p, fps, data["fingerprint"])
+def _ref_fingerprint(ref: str, fps: dict[str, str], what: str) -> str:
+    if ref in fps:
+        return fps[ref]
+    check_checkpoint(ref, what=what)  # an external path / hub id: fail before any work
+    return fingerprint("external", ref)
+
+
+def plan_fingerprints(plan: list[PlannedStage], init_fp: str, data_fp: str) -> dict[str, str]:
+    """Every stage's fingerprint, computed before anything runs (they depend on configs only)."""
+    fps = {INIT: init_fp}
+    for p in plan:
+        ins = {"input": _ref_fingerprint(p.input, fps, f"stage.{p.name}.input")}
+        for role, ref in p.refs.items():
+            ins[role] = _ref_fingerprint(ref, fps, f"stage.{p.name}.{role}")
+        fps[p.name] = stage_fingerprint(p, ins, data_fp)
+    return fps
+
+
+@dataclass
+class Prepared:
+    """A validated plan with its data built, its init checkpoint ready and all fingerprints known."""
+
+    plan: list[PlannedStage]
+    run_dir: Path
+    data: dict[str, Any]
+    fps: dict[str, str]
+    dirs: dict[str, Path]
+
+    def manifest(self, name: str) -> Manifest | None:
+        return load_manifest(self.dirs[name])
+
+    def is_done(self, name: str) -> bool:
+        m = self.manifest(name)
+        return bool(m and m.status == "done" and m.fingerprint == self.fps[name])
+
+
+def prepare(cfg: DictConfig) -> Prepared:
+    plan = build_plan(cfg)
+    run_dir = Path(cfg.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(run_dir / "pipeline.json", {"stages": [p.dirname for p in plan]})
+    init = init_stage(cfg, run_dir)
+    data = build_data(cfg, run_dir, init.checkpoint)
+    fps = plan_fingerprints(plan, init.fingerprint, data["fingerprint"])
+    dirs = {INIT: run_dir / "00_init"} | {p.name: run_dir / p.dirname for p in plan}
+    return Prepared(plan, run_dir, data, fps, dirs)
+
+
+def _checkpoint_of(ref: str, prep: Prepared, who: str) -> str:
+    if ref not in prep.dirs:
+        return ref
+    if not prep.is_done(ref):
+        raise PosttrainError(f"stage {who} needs stage {ref!r}, which is not done with the current config")
+    return prep.manifest(ref).checkpoint
+
+
+def _is_main() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def begin_stage(p: PlannedStage, prep: Prepared) -> tuple[Manifest, bool]:
+    """Write the ``running`` manifest (main process only); returns it and whether to resume."""
+    stage_dir, fp = prep.dirs[p.name], prep.fps[p.name]
     old = load_manifest(stage_dir)
-    if old and old.status == "done" and old.fingerprint == fp:
-        log.info("stage %s: done (fingerprint %s), skipping", p.name, fp[:10])
-        return old
     resume = bool(old and old.fingerprint == fp and old.status in ("running", "failed"))
-    if not resume and stage_dir.exists():
-        shutil.rmtree(stage_dir)
-    stage_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(stage_dir / "config.json", OmegaConf.to_container(p.cfg, resolve=True))
+    if "POSTTRAIN_STAGE_RESUME" in os.environ:  # set by a launcher that did this bookkeeping already
+        resume = os.environ["POSTTRAIN_STAGE_RESUME"] == "1"
     m = Manifest(
         stage=p.name,
         kind=p.kind,
@@ -113,16 +148,34 @@ def run_stage(
         fingerprint=fp,
         parent=p.input,
         started_at=time.time(),
-        inputs={"checkpoint": ckpt, **ckpts},
-        attempts=(old.attempts if resume and old else 0) + 1,
+        attempts=(old.attempts if old and old.fingerprint == fp else 0) + 1,
         wandb_run_id=old.wandb_run_id if resume and old else None,
+        slurm_job_id=os.environ.get("SLURM_JOB_ID") or (old.slurm_job_id if old else None),
     )
-    save_manifest(stage_dir, m)
+    if _is_main() and "POSTTRAIN_STAGE_RESUME" not in os.environ:
+        if not resume and stage_dir.exists():
+            shutil.rmtree(stage_dir)
+        stage_dir.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(stage_dir / "config.json", OmegaConf.to_container(p.cfg, resolve=True))
+        save_manifest(stage_dir, m)
+    return m, resume
+
+
+def run_stage(p: PlannedStage, cfg: DictConfig, prep: Prepared) -> Manifest:
+    stage_dir = prep.dirs[p.name]
+    if prep.is_done(p.name):
+        log.info("stage %s: done (fingerprint %s), skipping", p.name, prep.fps[p.name][:10])
+        return prep.manifest(p.name)
+    ckpt = _checkpoint_of(p.input, prep, p.name)
+    ckpts = {role: _checkpoint_of(ref, prep, p.name) for role, ref in p.refs.items()}
+    datasets = {ref: prep.dirs[ref] for ref in p.refs.values() if ref in prep.dirs}
+    m, resume = begin_stage(p, prep)
+    m.inputs = {"checkpoint": ckpt, **ckpts}
     inputs = StageInputs(
         name=p.name,
         stage_dir=stage_dir,
         checkpoint=ckpt,
-        data_dir=run_dir / "data",
+        data_dir=prep.run_dir / "data",
         seed=int(cfg.seed),
         trust_remote_code=bool(cfg.model.trust_remote_code),
         dtype=str(cfg.model.dtype),
@@ -132,29 +185,37 @@ def run_stage(
         callbacks=[MetricsCallback(stage_dir, p.name)],
         deepspeed=OmegaConf.to_container(cfg.deepspeed, resolve=True) if cfg.get("deepspeed") else None,
     )
-    try:
-        out = stage_module(p.kind).run(p.cfg, inputs)
-    except BaseException as e:
-        m.status, m.finished_at = "failed", time.time()
-        m.error = f"{type(e).__name__}: {e}"
-        save_manifest(stage_dir, m)
-        (stage_dir / "error.log").write_text(traceback.format_exc())
-        raise
-    m.status, m.finished_at = "done", time.time()
+    save = save_manifest if _is_main() else (lambda *_: None)
+    with preemption(inputs) as handler:
+        try:
+            out = stage_module(p.kind).run(p.cfg, inputs)
+        except Preempted as e:
+            m.error = f"preempted at step {e.step}; checkpoint saved, requeued"
+            save(stage_dir, m)
+            handler.requeue()
+            raise SystemExit(PREEMPTED_EXIT_CODE) from None
+        except BaseException as e:
+            m.status, m.finished_at = "failed", time.time()
+            m.error = f"{type(e).__name__}: {e}"
+            save(stage_dir, m)
+            if _is_main():
+                (stage_dir / "error.log").write_text(traceback.format_exc())
+            raise
+    m.status, m.finished_at, m.error = "done", time.time(), None
     m.checkpoint, m.metrics, m.outputs = out.checkpoint, out.metrics, out.outputs
-    save_manifest(stage_dir, m)
+    save(stage_dir, m)
     return m
 
 
-def run_pipeline(cfg: DictConfig) -> dict[str, Manifest]:
-    """Validate everything first, then run the stages in order. Returns the manifests by stage name."""
-    plan = build_plan(cfg)
-    run_dir = Path(cfg.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(run_dir / "pipeline.json", {"stages": [p.dirname for p in plan]})
-    done: dict[str, Manifest] = {INIT: init_stage(cfg, run_dir)}
-    data = build_data(cfg, run_dir, done[INIT].checkpoint)
-    dirs = {INIT: run_dir / "00_init"} | {p.name: run_dir / p.dirname for p in plan}
-    for p in plan:
-        done[p.name] = run_stage(p, cfg, run_dir, done, data, dirs)
-    return done
+def run_pipeline(cfg: DictConfig, prep: Prepared | None = None) -> dict[str, Manifest]:
+    """Validate everything first, then run the stages in order (or just ``cfg.only_stage``)."""
+    prep = prep or prepare(cfg)
+    only = cfg.get("only_stage")
+    if only and only not in prep.fps:
+        raise PosttrainError(f"only_stage: {only!r} is not a stage of this pipeline")
+    out = {}
+    for p in prep.plan:
+        if only and p.name != only:
+            continue
+        out[p.name] = run_stage(p, cfg, prep)
+    return out

@@ -125,6 +125,14 @@ class NonFiniteLossError(PosttrainError):
     pass
 
 
+class Preempted(Exception):
+    """Training stopped on a preemption signal after saving a trainer checkpoint."""
+
+    def __init__(self, step: int):
+        super().__init__(f"preempted at step {step}")
+        self.step = step
+
+
 def check_finite(logs: dict[str, Any], stage: str) -> None:
     for key in ("loss", "train_loss"):
         v = logs.get(key)
@@ -173,6 +181,9 @@ def train_and_save(trainer, tokenizer, inputs: StageInputs) -> dict[str, Any]:
     if resume:
         load_resume_weights(trainer.model, resume)
     result = trainer.train(resume_from_checkpoint=resume)
+    stopped = [cb for cb in inputs.callbacks if getattr(cb, "preempted", False)]
+    if stopped:
+        raise Preempted(trainer.state.global_step)
     model = trainer.model
     if hasattr(model, "merge_and_unload"):
         model = model.merge_and_unload()
