@@ -100,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--train-steps", type=int, default=0, help="first train the tiny model on synthetic sums")
+    ap.add_argument("--save", default=None, help="save the (trained) tiny model here as an HF checkpoint")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "budget.json"))
     args = ap.parse_args(argv)
     torch.manual_seed(0)
@@ -116,6 +117,10 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             train_tiny(model, tok, args.train_steps)
             name = f"tiny, {args.train_steps} steps on synthetic sums ({time.perf_counter() - t0:.0f} s)"
+    if args.save:
+        from posttrain.models import save_checkpoint
+
+        save_checkpoint(model, tok, args.save)
     rows = load_rows(args.data, args.split, args.n) if args.data else synthetic_rows(args.n)
     budgets = parse_budgets(args.budgets)
     texts = [
