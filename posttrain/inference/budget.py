@@ -106,14 +106,13 @@ class TraceStop(StoppingCriteria):
             self.prompt_len = input_ids.shape[1] - 1
         gen = input_ids[:, self.prompt_len :]
         t = gen.shape[1]
-        last = gen[:, -1]
+        last = gen[:, -1].cpu()  # the bookkeeping runs on CPU whatever the model's device
         done = torch.tensor([int(x) in self.eos for x in last], dtype=torch.bool)
         if t == self.budget:
-            done |= self._closed(gen)
+            done |= self._closed(gen).cpu()
         elif t > self.budget:
-            done |= self.nl_mask[last.clamp(max=len(self.nl_mask) - 1)] | self._closed(
-                gen[:, -len(self.close_ids) :]
-            )
+            done |= self.nl_mask[last.clamp(max=len(self.nl_mask) - 1)]
+            done |= self._closed(gen[:, -len(self.close_ids) :]).cpu()
         for i in torch.nonzero(done).flatten().tolist():
             self.lengths.setdefault(i, t)
         return done.to(input_ids.device)
