@@ -31,12 +31,12 @@ def render(tok, q: str, flag: str = "/think") -> str:
 
 
 class ForceNewline(LogitsProcessor):
-    """Forces a newline token as the ``at``-th token of an open trace (stateless: counts from ``<think>\\n``)."""
+    """Forces a newline (or ``token``) as the ``at``-th token of an open trace (stateless: counts from ``<think>\\n``)."""
 
-    def __init__(self, tok, at: int):
+    def __init__(self, tok, at: int, token: str = "\n"):
         self.open_id = tok.convert_tokens_to_ids("<think>")
         self.close_id = tok.convert_tokens_to_ids(THINK_CLOSE)
-        self.nl = tok("\n", add_special_tokens=False)["input_ids"][0]
+        self.nl = tok(token, add_special_tokens=False)["input_ids"][0]
         self.at = at
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
@@ -100,6 +100,18 @@ def test_newline_inside_budget_does_not_end_trace(tiny, texts):
         logits_processors=[ForceNewline(tok, 2)],
     )
     assert o.thinking_tokens == B + 3
+
+
+def test_trace_that_closes_itself_is_not_closed_again(tiny, texts):
+    model, tok = tiny
+    force = ForceNewline(tok, 2, THINK_CLOSE)
+    outs = generate_budgeted(
+        model, tok, texts[:2], budget=B + 2, max_tokens=MAX, grace_tokens=GRACE, logits_processors=[force]
+    )
+    for o in outs:
+        assert not o.forced_close and o.thinking_tokens == 1 and o.text.count(THINK_CLOSE) == 1
+        assert o.content and o.total_tokens > B + 2  # the answer went on past the pause at the budget
+        assert o.total_tokens == MAX or o.finish_reason == "stop"
 
 
 def test_zero_budget_is_well_formed(tiny, texts):
