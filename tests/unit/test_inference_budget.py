@@ -20,7 +20,7 @@ from posttrain.inference.sweep import (
 )
 from posttrain.rewards.format import format_reward
 
-B, GRACE, MAX = 2, 6, 12
+B, GRACE, MAX = 2, 5, 10
 QUESTIONS = ["What is 2+3?", "Write a function.", "Tell me a story about a cat."]
 
 

@@ -48,12 +48,12 @@ def post(url: str, path: str, body) -> tuple[int, dict]:
 def test_client_matches_in_process_generation(served, budget, close):
     url, model, tok = served
     client = ThinkingBudgetClient(url, "tiny-ck", tokenizer=tok)
-    got = client.chat_completion(MSGS, reasoning_budget=budget, max_tokens=8, close=close)
+    got = client.chat_completion(MSGS, reasoning_budget=budget, max_tokens=6, close=close)
     text = tok.apply_chat_template(MSGS, add_generation_prompt=True, tokenize=False)
-    (ref,) = generate_budgeted(model, tok, [text], budget=budget, max_tokens=8, grace_tokens=0, close=close)
+    (ref,) = generate_budgeted(model, tok, [text], budget=budget, max_tokens=6, grace_tokens=0, close=close)
     assert got["text"] == ref.text and got["forced_close"] and ref.forced_close
     assert got["content"] == ref.content and got["content"]
-    assert got["completion_tokens"] == ref.total_tokens == 8 and got["finish_reason"] == "length"
+    assert got["completion_tokens"] == ref.total_tokens == 6 and got["finish_reason"] == "length"
     assert got["text"].count("</think>") == 1
 
 
