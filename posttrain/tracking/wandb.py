@@ -188,20 +188,27 @@ def stage_run(
         import wandb
 
         (run_dir / "wandb").mkdir(parents=True, exist_ok=True)
-        run = wandb.init(
-            project=getattr(logger_cfg, "project", None) or "posttrain",
-            entity=getattr(logger_cfg, "entity", None),
-            group=group,
-            job_type=kind,
-            name=stage,
-            id=run_id or new_run_id(),
-            resume="allow",
-            dir=str(run_dir),
-            config=redact({**config, "lineage": {"parent_artifact": parent_artifact}}),
-            mode=mode,
-            tags=list(getattr(logger_cfg, "tags", None) or []),
-            reinit="finish_previous",
-        )
+        try:
+            run = wandb.init(
+                project=getattr(logger_cfg, "project", None) or "posttrain",
+                entity=getattr(logger_cfg, "entity", None),
+                group=group,
+                job_type=kind,
+                name=stage,
+                id=run_id or new_run_id(),
+                resume="allow",
+                dir=str(run_dir),
+                config=redact({**config, "lineage": {"parent_artifact": parent_artifact}}),
+                mode=mode,
+                tags=list(getattr(logger_cfg, "tags", None) or []),
+                reinit="finish_previous",
+            )
+        except Exception as e:  # e.g. an unreachable server: say so in one line, not a stack of retries
+            first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise PosttrainError(
+                f"W&B init failed for stage {stage} (mode={mode}): {first_line}; "
+                "logger.mode=offline logs locally for a later `wandb sync`"
+            ) from None
         handle = WandbRun(run_id=run.id, report_to=["wandb"], checkpoint_dir=checkpoint_dir, run=run)
         if parent_artifact and mode == "online":
             try:

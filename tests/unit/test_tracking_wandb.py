@@ -181,6 +181,7 @@ def test_offline_stage_run_config_group_job_type_and_artifact(offline, tmp_path)
     art = first(records, "artifact")
     assert (art.name, art.type) == ("myrun-sft", "model")
     assert {c.path for c in art.manifest.contents} == {"config.json", "model.safetensors"}
+    assert all(c.local_path.startswith(str(ckpt)) for c in art.manifest.contents)  # read in place, no copy
     assert first(records, "exit").exit_code == 0
 
 
@@ -247,3 +248,17 @@ def test_hf_trainer_logs_into_the_stage_run(offline, tiny):
     assert {"train/loss", "train/global_step"} <= logged
     updates = {u.key for r in records if r.WhichOneof("record_type") == "config" for u in r.config.update}
     assert "max_steps" in updates  # the callback's config.update went to this run
+
+
+def test_init_failure_is_one_line_and_restores_env(offline, monkeypatch):
+    import wandb
+
+    def boom(**kw):
+        raise wandb.errors.CommError("Network error (ConnectTimeout), entering retry loop.\nmore detail")
+
+    monkeypatch.setattr(wandb, "init", boom)
+    with pytest.raises(PosttrainError) as e:
+        with stage_run(cfg(), run_dir=offline, stage="sft", kind="sft", config={}):
+            pytest.fail("the body must not run")
+    assert str(e.value).startswith("W&B init failed for stage sft (mode=offline): Network error")
+    assert "\n" not in str(e.value) and "WANDB_SILENT" not in os.environ
