@@ -217,8 +217,11 @@ def stage_run(
                 log.warning("W&B: cannot use parent artifact %s (%s)", parent_artifact, e)
         try:
             yield handle
-        except BaseException:
-            run.finish(exit_code=1)
+        except BaseException as e:
+            if isinstance(e, (SystemExit, KeyboardInterrupt)):  # preempted/requeued: a later attempt resumes
+                run.mark_preempting()
+            code = e.code if isinstance(e, SystemExit) and isinstance(e.code, int) else 1
+            run.finish(exit_code=code or 1)
             raise
         try:
             if handle.checkpoint_dir is not None:

@@ -211,14 +211,22 @@ def test_symlinked_checkpoint_is_logged_as_reference(offline):
 def test_resumed_stage_continues_the_same_run(offline):
     with pytest.raises(RuntimeError):
         with stage_run(cfg(), run_dir=offline, stage="dpo", kind="dpo", config={}) as h1:
-            raise RuntimeError("killed")
-    with stage_run(cfg(), run_dir=offline, stage="dpo", kind="dpo", config={}, run_id=h1.run_id) as h2:
+            raise RuntimeError("crashed")
+    with pytest.raises(SystemExit):  # what the runner raises after a preemption save + requeue
+        with stage_run(cfg(), run_dir=offline, stage="dpo", kind="dpo", config={}, run_id=h1.run_id) as h2:
+            raise SystemExit(75)
+    with stage_run(cfg(), run_dir=offline, stage="dpo", kind="dpo", config={}, run_id=h1.run_id) as h3:
         pass
-    assert h2.run_id == h1.run_id and h1.artifact is None
+    assert h3.run_id == h2.run_id == h1.run_id and h1.artifact is None
     runs = offline_runs(offline)
-    assert len(runs) == 2 and all(f"-{h1.run_id}" in p.name for p in runs)
-    exits = sorted(first(r, "exit").exit_code for r in runs.values())
-    assert exits == [0, 1]  # the killed attempt is marked failed, the resumed one finished
+    assert len(runs) == 3 and all(f"-{h1.run_id}" in p.name for p in runs)
+    assert {first(r, "run").run_id for r in runs.values()} == {h1.run_id}
+    exits = [first(r, "exit").exit_code for _, r in sorted(runs.items())]
+    assert exits == [1, 75, 0]  # crashed, preempted, then finished; `wandb sync` joins them by id
+    preempting = [
+        any(x.WhichOneof("record_type") == "preempting" for x in r) for _, r in sorted(runs.items())
+    ]
+    assert preempting == [False, True, False]
 
 
 def test_hf_trainer_logs_into_the_stage_run(offline, tiny):
