@@ -98,7 +98,7 @@ class Engine:
             raise ApiError(400, f"cannot apply the chat template: {e}", "messages", "invalid_value") from None
 
     def params(self, body: dict[str, Any], n_prompt: int, what: str) -> dict[str, Any]:
-        if n_prompt > self.max_context:
+        if n_prompt >= self.max_context:  # no room left for a single new token
             raise ApiError(
                 400, f"This model's maximum context length is {self.max_context} tokens; the {what} has {n_prompt}",
                 what, "context_length_exceeded",
@@ -107,12 +107,8 @@ class Engine:
         if max_tokens is None:
             max_tokens = self.max_context - n_prompt
         if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens <= 0:
-            raise ApiError(
-                400,
-                f"max_tokens must be a positive integer, got {max_tokens!r}",
-                "max_tokens",
-                "invalid_value",
-            )
+            msg = f"max_tokens must be a positive integer, got {max_tokens!r}"
+            raise ApiError(400, msg, "max_tokens", "invalid_value")
         if n_prompt + max_tokens > self.max_context:
             raise ApiError(
                 400, f"This model's maximum context length is {self.max_context} tokens; you requested "
