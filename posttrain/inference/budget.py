@@ -144,9 +144,9 @@ class _Runner:
         )  # fmt: skip
         return [row.tolist() for row in out[:, enc["input_ids"].shape[1] :]]
 
-    def finish(self, texts: list[str], limits: list[int]) -> list[tuple[str, int, bool]]:
-        """Plain generation with per-row token limits: (text, generated tokens, ended by EOS)."""
-        res: list[tuple[str, int, bool]] = [("", 0, False)] * len(texts)
+    def finish(self, texts: list[str], limits: list[int]) -> list[tuple[str, list[int], bool]]:
+        """Plain generation with per-row token limits: (text, generated ids, ended by EOS)."""
+        res: list[tuple[str, list[int], bool]] = [("", [], False)] * len(texts)
         todo = [i for i, m in enumerate(limits) if m > 0]
         for s in range(0, len(todo), self.batch_size):
             idx = todo[s : s + self.batch_size]
@@ -154,7 +154,7 @@ class _Runner:
                 ids = ids[: limits[i]]  # greedy is causal: a prefix of a longer run is the shorter run
                 e = _first_eos(ids, self.eos)
                 ids = ids if e is None else ids[: e + 1]
-                res[i] = (self.tok.decode(ids, skip_special_tokens=True), len(ids), e is not None)
+                res[i] = (self.tok.decode(ids, skip_special_tokens=True), ids, e is not None)
         return res
 
     def traces(self, texts: list[str], budget: int, cap: int) -> list[tuple[list[int], bool]]:
@@ -224,13 +224,12 @@ def generate_budgeted(
     results: list[BudgetResult | None] = [None] * len(texts)
     old_side, tok.padding_side = tok.padding_side, "left"
     try:
-        for i, (text, n, ended) in zip(
-            plain, run.finish([texts[i] for i in plain], [max_tokens] * len(plain))
-        ):
+        outs = run.finish([texts[i] for i in plain], [max_tokens] * len(plain))
+        for i, (text, ids, ended) in zip(plain, outs):
             reasoning, content = _split(text) if on[i] else ("", text)
-            k = _n_think(tok, tok(text, add_special_tokens=False)["input_ids"], text) if on[i] else 0
-            results[i] = BudgetResult(reasoning, content, text, k if THINK_CLOSE in text else n * on[i], n,
-                                      False, "stop" if ended else "length", on[i])  # fmt: skip
+            k = _n_think(tok, ids, text) if on[i] else 0
+            finish = "stop" if ended else "length"
+            results[i] = BudgetResult(reasoning, content, text, k, len(ids), False, finish, on[i])
         if think:
             _budgeted(run, [texts[i] for i in think], think, results, budget, max_tokens, grace_tokens, close)
     finally:
@@ -253,7 +252,11 @@ def _budgeted(
         meta.append((so_far, _n_think(tok, ids, gen), used, not closed, ended and closed))
         cont.append(text + so_far)
         limits.append(0 if (ended and closed) else max_tokens - used)
-    for i, (so_far, n_think, used, forced, done), (ans, n, ended) in zip(idx, meta, run.finish(cont, limits)):
+    for i, (so_far, n_think, used, forced, done), (ans, ids, ended) in zip(
+        idx, meta, run.finish(cont, limits)
+    ):
         reasoning, content = _split(so_far + ans)
         finish = "stop" if (done or ended) else "length"
-        results[i] = BudgetResult(reasoning, content, so_far + ans, n_think, used + n, forced, finish, True)
+        results[i] = BudgetResult(
+            reasoning, content, so_far + ans, n_think, used + len(ids), forced, finish, True
+        )
