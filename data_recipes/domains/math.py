@@ -4,9 +4,10 @@ Sample ``i`` picks a task from ``cfg.math_tasks`` by weight, then item ``i`` of 
 reasoning-gym dataset (seeded from the recipe seed and task name). The trace:
 
 * arithmetic expressions (``basic_arithmetic``, ``chain_sum`` and any task whose metadata has an
-  ``expression``): one line per operation, innermost-leftmost first (``57 + 87 = 144.``);
+  ``expression``): one line per operation, innermost-leftmost first (``57 + 87 = 144.``), when the
+  exact result equals reasoning-gym's answer (it rounds inexact divisions; those get the fallback);
 * ``gsm_symbolic``: reasoning-gym's own chain of thought (``answer_cot`` without its ``####`` line);
-* other tasks: a one-line restatement (reasoning-gym ships no trace for them).
+* other tasks: a short restatement (reasoning-gym ships no trace for them).
 
 The answer line is ``The answer is \\boxed{<answer>}``; metadata is ``{"answer", "source"}`` and
 reasoning-gym's scorer accepts the boxed answer once extracted.
@@ -36,8 +37,10 @@ def _fmt(x: Fraction) -> str:
 def _reduce(node: ast.AST, steps: list[str]) -> ast.AST:
     """Evaluate one innermost-leftmost operation of ``node`` (recording it) and return the new tree."""
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
-        if isinstance(node.operand, ast.Constant):
-            return ast.Constant(-node.operand.value)
+        if isinstance(node.operand, ast.Constant):  # a negated (already evaluated) sub-expression
+            value = -Fraction(node.operand.value)
+            steps.append(f"-({_fmt(-value)}) = {_fmt(value)}.")
+            return ast.Constant(value)
         return ast.UnaryOp(node.op, _reduce(node.operand, steps))
     if isinstance(node, ast.BinOp):
         if not isinstance(node.left, ast.Constant):
@@ -52,9 +55,20 @@ def _reduce(node: ast.AST, steps: list[str]) -> ast.AST:
     raise ValueError(f"unsupported expression node {type(node).__name__}")
 
 
+class _NegativeLiterals(ast.NodeTransformer):
+    """Fold ``-5`` (a negative number literal) into a constant, so only negated expressions are steps."""
+
+    def visit_UnaryOp(self, node: ast.UnaryOp) -> ast.AST:
+        node = self.generic_visit(node)
+        if isinstance(node.op, ast.USub) and isinstance(node.operand, ast.Constant):
+            return ast.Constant(-node.operand.value)
+        return node
+
+
 def expression_steps(expression: str) -> list[str]:
-    """``"5 - 3 * 2"`` -> ``["3 * 2 = 6.", "5 - 6 = -1."]`` (Python precedence, exact fractions)."""
-    node: ast.AST = ast.parse(expression.strip(), mode="eval").body
+    """``"5 - 3 * 2"`` -> ``["3 * 2 = 6.", "5 - 6 = -1."]`` (Python precedence, exact fractions);
+    a negated sub-expression is a step of its own: ``"-(2 + 3)"`` -> ``["2 + 3 = 5.", "-(5) = -5."]``."""
+    node: ast.AST = _NegativeLiterals().visit(ast.parse(expression.strip(), mode="eval").body)
     steps: list[str] = []
     while not isinstance(node, ast.Constant):
         node = _reduce(node, steps)
@@ -77,7 +91,10 @@ def trace(task: str, item: dict) -> str:
     meta, answer = item["metadata"], item["answer"]
     if "expression" in meta:
         try:
-            return "\n".join([*expression_steps(meta["expression"]), f"So the answer is {answer}."])
+            steps = expression_steps(meta["expression"])
+            exact = Fraction(steps[-1].rsplit("= ", 1)[1].rstrip(".")) if steps else None
+            if exact is None or exact == Fraction(str(answer)):  # reasoning-gym rounds inexact divisions
+                return "\n".join([*steps, f"So the answer is {answer}."])
         except (ValueError, SyntaxError, ZeroDivisionError):
             pass
     if "answer_cot" in meta:

@@ -29,7 +29,7 @@ def completion_text(tok, sample: dict, turn: dict) -> str:
     return full[len(head) :].rstrip("\n").removesuffix(EOS)
 
 
-N = {"code": 6}  # code is scored in a sandbox subprocess (~0.2 s each); the rest are in-process
+N = {"code": 4}  # code is scored in a sandbox subprocess (~0.2 s each); the rest are in-process
 
 
 def samples_of(domain: str, n: int = 24) -> list[dict]:
@@ -78,3 +78,46 @@ def test_code_corruptions_fail_their_own_tests():
 def test_safety_covers_both_classes():
     labels = {s["metadata"]["harmful"] for s in samples_of("safety", 40)}
     assert labels == {True, False}
+
+
+def test_math_answers_pass_reasoning_gym_scorers():
+    from data_recipes.domains import math
+
+    tasks = RecipeConfig().math_tasks
+    cfg = RecipeConfig(seed=9, math_tasks=tasks)
+    seen = set()
+    for i, s in enumerate(math.generate(cfg, list(range(24)))):
+        task = s["metadata"]["source"].split("/", 1)[1]
+        seen.add(task)
+        ds = math._dataset(task, cfg.seed, math._options(tasks[task]))
+        entry = ds[i]  # sample i is item i of its task
+        assert entry["question"].strip() == s["messages"][1]["content"]
+        assert ds.score_answer(s["metadata"]["answer"], entry) == 1.0
+        assert s["messages"][-1]["content"].endswith(f"\\boxed{{{s['metadata']['answer']}}}")
+        trace = s["messages"][-1]["reasoning_content"]
+        assert trace and "####" not in trace and "\n" in trace
+    assert seen == set(tasks)
+
+
+def test_gsm_symbolic_trace_is_its_chain_of_thought():
+    """gsm_symbolic items take seconds each in reasoning-gym 0.1.25, so the trace is checked on a canned item."""
+    from data_recipes.domains.math import trace
+
+    item = {
+        "answer": "19",
+        "metadata": {"answer_cot": "He had 72*0.25=18.\n\nThen 18+4=22.\nSo 22-3=19.\n#### 19"},
+    }
+    assert trace("gsm_symbolic", item) == "He had 72*0.25=18.\nThen 18+4=22.\nSo 22-3=19."
+    expr = {"answer": "-61", "metadata": {"expression": "( 56 + -33 ) - 84"}}
+    assert trace("basic_arithmetic", expr) == "56 + -33 = 23.\n23 - 84 = -61.\nSo the answer is -61."
+
+
+def test_expression_trace_shows_negation_and_skips_rounded_divisions():
+    from data_recipes.domains.math import expression_steps, trace
+
+    assert expression_steps("-( 38 * 44 )") == ["38 * 44 = 1672.", "-(1672) = -1672."]
+    assert expression_steps("-8 * -2") == ["-8 * -2 = 16."]  # negative literals are not steps
+    rounded = {"answer": "0", "metadata": {"expression": "4 / 43"}}  # reasoning-gym rounds to 0
+    assert "4 / 43" not in trace("basic_arithmetic", rounded) and trace("basic_arithmetic", rounded).endswith(
+        "0."
+    )
