@@ -18,9 +18,7 @@ from pathlib import Path
 from posttrain import PosttrainError
 
 CONFIG_DIR = Path(os.environ.get("POSTTRAIN_CONFIG_DIR", Path(__file__).resolve().parents[1] / "configs"))
-NOT_BUILT = {
-    "report": "posttrain report is not built yet (issue: launch and monitor)",
-}
+NOT_BUILT: dict[str, str] = {}
 
 
 def quiet() -> None:
@@ -53,6 +51,30 @@ def compose(overrides: list[str]):
         return hydra_compose("config", overrides=overrides)
 
 
+def launch(cfg) -> None:
+    """Run the pipeline here, or hand its stages to a launcher (slurm, torchrun)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from posttrain.pipeline.runner import prepare, run_pipeline
+
+    kind = cfg.launcher.kind
+    if kind not in ("local", "slurm", "torchrun"):
+        raise PosttrainError(f"launcher.kind: unknown launcher {kind!r}; use local, torchrun or slurm")
+    prep = prepare(cfg)
+    overrides = list(HydraConfig.get().overrides.task)
+    if kind == "slurm":
+        from posttrain.launch.slurm_pipeline import submit_pipeline
+
+        ids = submit_pipeline(cfg, prep, overrides, workdir=os.getcwd())
+        print("submitted: " + (", ".join(f"{s}={j}" for s, j in ids.items()) or "nothing (all stages done)"))
+    elif kind == "torchrun":
+        from posttrain.launch.torchrun import run_with_torchrun
+
+        run_with_torchrun(cfg, prep, overrides)
+    else:
+        run_pipeline(cfg, prep)
+
+
 def cmd_run(argv: list[str]) -> int:
     import hydra
 
@@ -62,16 +84,16 @@ def cmd_run(argv: list[str]) -> int:
 
     @hydra.main(config_path=str(CONFIG_DIR), config_name="config", version_base="1.3")
     def _main(cfg) -> None:
-        from posttrain.pipeline.runner import run_pipeline
         from posttrain.pipeline.status import print_status
 
         quiet()
         try:
-            run_pipeline(cfg)
+            launch(cfg)
         except PosttrainError as e:
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2)
-        print_status(Path(cfg.run_dir))
+        if not cfg.get("only_stage"):
+            print_status(Path(cfg.run_dir))
 
     sys.argv = ["posttrain run", *argv]
     _main()
@@ -149,9 +171,22 @@ def cmd_eval(argv: list[str]) -> int:
     return eval_budget_main(argv[1:])
 
 
+def cmd_report(argv: list[str]) -> int:
+    from posttrain.tracking.report import report_main
+
+    return report_main(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = {"run": cmd_run, "status": cmd_status, "data": cmd_data, "serve": cmd_serve, "eval": cmd_eval}
+    commands = {
+        "run": cmd_run,
+        "status": cmd_status,
+        "data": cmd_data,
+        "serve": cmd_serve,
+        "eval": cmd_eval,
+        "report": cmd_report,
+    }
     if not argv or argv[0] in ("-h", "--help"):
         print(__doc__.strip())
         print("\ncommands: " + ", ".join([*commands, *NOT_BUILT]))

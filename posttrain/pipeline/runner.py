@@ -14,6 +14,7 @@ import os
 import shutil
 import time
 import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from posttrain.launch.preempt import PREEMPTED_EXIT_CODE
 from posttrain.launch.preemption import preemption
 from posttrain.stages.base import Preempted, StageInputs
 from posttrain.tracking.jsonl import MetricsCallback
+from posttrain.tracking.wandb import stage_run
 
 log = logging.getLogger("posttrain")
 
@@ -130,6 +132,29 @@ def _checkpoint_of(ref: str, prep: Prepared, who: str) -> str:
     return prep.manifest(ref).checkpoint
 
 
+@contextmanager
+def single_process_env(needed: bool):
+    """DeepSpeed wants a distributed environment even for one process (else it tries MPI discovery);
+    provide a single-rank one when no launcher set it, and restore the environment afterwards."""
+    keys = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+    if not needed or "RANK" in os.environ:
+        yield
+        return
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    os.environ.update(
+        RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
+    )
+    try:
+        yield
+    finally:
+        for k in keys:
+            os.environ.pop(k, None)
+
+
 def _is_main() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
@@ -186,7 +211,27 @@ def run_stage(p: PlannedStage, cfg: DictConfig, prep: Prepared) -> Manifest:
         deepspeed=OmegaConf.to_container(cfg.deepspeed, resolve=True) if cfg.get("deepspeed") else None,
     )
     save = save_manifest if _is_main() else (lambda *_: None)
-    with preemption(inputs) as handler:
+    parent = prep.manifest(p.input) if p.input in prep.dirs else None
+    tracking = stage_run(
+        cfg.logger,
+        run_dir=prep.run_dir,
+        stage=p.name,
+        kind=p.kind,
+        config={
+            "stage": OmegaConf.to_container(p.cfg, resolve=True),
+            "model": OmegaConf.to_container(cfg.model, resolve=True),
+            "seed": int(cfg.seed),
+            "fingerprint": prep.fps[p.name],
+        },
+        run_id=m.wandb_run_id,
+        parent_artifact=parent.outputs.get("wandb_artifact") if parent else None,
+        checkpoint_dir=inputs.checkpoint_dir,
+    )
+    with tracking as wb, preemption(inputs) as handler, single_process_env(inputs.deepspeed is not None):
+        if wb.run_id != m.wandb_run_id:  # stored before training, so a resumed stage continues the run
+            m.wandb_run_id = wb.run_id
+            save(stage_dir, m)
+        inputs.report_to = wb.report_to
         try:
             out = stage_module(p.kind).run(p.cfg, inputs)
         except Preempted as e:
@@ -201,8 +246,11 @@ def run_stage(p: PlannedStage, cfg: DictConfig, prep: Prepared) -> Manifest:
             if _is_main():
                 (stage_dir / "error.log").write_text(traceback.format_exc())
             raise
+        wb.checkpoint_dir = Path(out.checkpoint) if out.checkpoint else None
+        wb.summary(out.metrics)
     m.status, m.finished_at, m.error = "done", time.time(), None
-    m.checkpoint, m.metrics, m.outputs = out.checkpoint, out.metrics, out.outputs
+    m.checkpoint, m.metrics = out.checkpoint, out.metrics
+    m.outputs = {**out.outputs, **({"wandb_artifact": wb.artifact} if wb.artifact else {})}
     save(stage_dir, m)
     return m
 

@@ -25,6 +25,14 @@ def stage_dirs(run_dir: Path) -> list[Path]:
     return [run_dir / n for n in names]
 
 
+def _slurm_states(ids: list[str]) -> dict[str, str]:
+    from posttrain.launch.slurm import job_states, slurm_available
+
+    if not ids or not slurm_available()[0]:
+        return {}
+    return job_states(ids)
+
+
 def status_rows(run_dir: Path) -> list[dict[str, Any]]:
     rows = []
     for d in stage_dirs(run_dir):
@@ -46,6 +54,10 @@ def status_rows(run_dir: Path) -> list[dict[str, Any]]:
                 "error": m.error,
             }
         )
+    states = _slurm_states([r["slurm_job_id"] for r in rows if r.get("slurm_job_id")])
+    for r in rows:
+        if r.get("slurm_job_id"):
+            r["slurm_state"] = states.get(r["slurm_job_id"])
     return rows
 
 
@@ -64,7 +76,8 @@ def print_status(run_dir: Path) -> None:
         metrics = r.get("metrics") or {}
         key = ", ".join(f"{k}={_fmt(metrics[k])}" for k in KEY_METRICS if k in metrics)
         wall = f"{r['wall_s']:.0f}s" if r.get("wall_s") is not None else ""
-        status = r["status"] + (f" (slurm {r['slurm_job_id']})" if r.get("slurm_job_id") else "")
+        job = f" (slurm {r['slurm_job_id']} {r.get('slurm_state') or ''})".replace(" )", ")")
+        status = r["status"] + (job if r.get("slurm_job_id") else "")
         if r.get("error"):
             key = f"error: {r['error'][:80]}"
         t.add_row(

@@ -76,11 +76,11 @@ def test_cli_bad_key_fails_without_traceback():
     assert "max_stepz" in out.stderr and "Traceback" not in out.stderr
 
 
-def test_unbuilt_command_says_so():
+def test_unknown_command_fails():
     out = subprocess.run(
-        [sys.executable, "-m", "posttrain.cli", "report", "x"], capture_output=True, text=True
+        [sys.executable, "-m", "posttrain.cli", "frobnicate"], capture_output=True, text=True
     )
-    assert out.returncode != 0 and "not built yet" in out.stderr
+    assert out.returncode == 2 and "unknown command" in out.stderr
 
 
 def test_config_dir_is_repo_configs():

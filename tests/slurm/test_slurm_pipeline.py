@@ -1,0 +1,88 @@
+"""The tiny pipeline through real sbatch: dependency order, skip on resubmit, USR1 -> save -> requeue -> resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from posttrain.launch.slurm import job_info
+
+pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm_cluster")]
+
+SLURM = ["launcher=slurm", "launcher.partition=debug", "launcher.mem=2G", "launcher.cpus_per_task=2"]
+
+
+def submit(run_dir: Path, *overrides: str) -> dict[str, str]:
+    cmd = [
+        sys.executable,
+        "-m",
+        "posttrain.cli",
+        "run",
+        "pipeline=nano2_smoke",
+        f"run_dir={run_dir}",
+        *SLURM,
+        *overrides,
+    ]
+    out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert out.returncode == 0, out.stderr[-3000:]
+    line = next(ln for ln in out.stdout.splitlines() if ln.startswith("submitted:"))
+    if "nothing" in line:
+        return {}
+    return dict(kv.split("=") for kv in line.split(":", 1)[1].strip().split(", "))
+
+
+def manifest(run_dir: Path, dirname: str) -> dict:
+    return json.loads((run_dir / dirname / "manifest.json").read_text())
+
+
+def logs(run_dir: Path) -> str:
+    return "\n".join(
+        f"--- {p}\n{p.read_text(errors='replace')[-2000:]}" for p in sorted((run_dir / "slurm").glob("*.out"))
+    )
+
+
+def test_pipeline_runs_as_chained_jobs_in_order(tmp_path, wait_for_states):
+    run_dir = tmp_path / "run"
+    stages = "pipeline.stages=[sft,preference,dpo]"
+    ids = submit(run_dir, stages)
+    assert list(ids) == ["sft", "preference", "dpo"]
+    m = manifest(run_dir, "01_sft")
+    assert m["status"] in ("pending", "running") and m["slurm_job_id"] == ids["sft"]
+    states = wait_for_states(list(ids.values()), timeout=600)
+    assert set(states.values()) == {"COMPLETED"}, (states, logs(run_dir))
+    ms = [manifest(run_dir, d) for d in ("01_sft", "02_preference", "03_dpo")]
+    assert all(m["status"] == "done" for m in ms)
+    assert ms[0]["finished_at"] <= ms[1]["started_at"] and ms[1]["finished_at"] <= ms[2]["started_at"]
+    assert [m["slurm_job_id"] for m in ms] == list(ids.values())
+    assert (run_dir / "03_dpo" / "checkpoint" / "model.safetensors").exists()
+    assert submit(run_dir, stages) == {}  # finished stages are not resubmitted
+    status = subprocess.run([sys.executable, "-m", "posttrain.cli", "status", str(run_dir), "--json"],
+                            capture_output=True, text=True, check=True)  # fmt: skip
+    rows = {r["stage"]: r for r in json.loads(status.stdout)}
+    assert rows["dpo"]["slurm_job_id"] == ids["dpo"] and rows["dpo"]["slurm_state"] == "COMPLETED"
+
+
+def test_usr1_saves_requeues_and_resumes(tmp_path, wait_for_states):
+    run_dir = tmp_path / "run"
+    ids = submit(run_dir, "pipeline.stages=[sft]", "stage.sft.max_steps=30", "stage.sft.save_steps=1000",
+                 "stage.sft.logging_steps=1")  # fmt: skip
+    job = ids["sft"]
+    metrics = run_dir / "01_sft" / "metrics.jsonl"
+    deadline = time.monotonic() + 300
+    while not (metrics.exists() and len(metrics.read_text().splitlines()) >= 3):
+        assert time.monotonic() < deadline, logs(run_dir)
+        time.sleep(0.5)
+    subprocess.run(["scancel", "--signal=USR1", "--batch", job], check=True, timeout=30)
+    states = wait_for_states([job], timeout=900)
+    assert states[job] == "COMPLETED", (states, logs(run_dir))
+    assert job_info(job).get("Restarts") == "1"
+    m = manifest(run_dir, "01_sft")
+    assert m["status"] == "done" and m["attempts"] == 2
+    step = int(m["metrics"]["resumed_from"].rsplit("-", 1)[1])
+    assert 0 < step < 30 and m["metrics"]["global_step"] == 30
