@@ -22,13 +22,13 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from posttrain import PosttrainError
+from posttrain.launch.preempt import PREEMPTED_EXIT_CODE
+from posttrain.launch.preemption import preemption
 from posttrain.models import build_tiny_model, check_checkpoint, load_tokenizer, save_checkpoint
 from posttrain.pipeline.fingerprint import code_version, fingerprint
 from posttrain.pipeline.manifest import Manifest, load_manifest, save_manifest, write_json_atomic
 from posttrain.pipeline.plan import INIT, PlannedStage, build_plan
 from posttrain.stages import stage_module
-from posttrain.launch.preempt import PREEMPTED_EXIT_CODE
-from posttrain.launch.preemption import preemption
 from posttrain.stages.base import Preempted, StageInputs
 from posttrain.tracking.jsonl import MetricsCallback
 from posttrain.tracking.wandb import stage_run
