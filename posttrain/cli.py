@@ -171,6 +171,12 @@ def cmd_eval(argv: list[str]) -> int:
     return eval_budget_main(argv[1:])
 
 
+def cmd_ablate(argv: list[str]) -> int:
+    from posttrain.inference.ablation import ablation_main
+
+    return ablation_main(argv)
+
+
 def cmd_report(argv: list[str]) -> int:
     from posttrain.tracking.report import report_main
 
@@ -186,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         "serve": cmd_serve,
         "eval": cmd_eval,
         "report": cmd_report,
+        "ablate": cmd_ablate,
     }
     if not argv or argv[0] in ("-h", "--help"):
         print(__doc__.strip())

@@ -1,0 +1,123 @@
+"""The truncation ablation (Nano 2 report, Fig. 5): train ``nano2_tiny`` with and without
+truncated-thinking SFT samples and compare both on the same thinking-budget sweep.
+
+    posttrain ablate truncation out=<dir> [budgets=[0,4,8,16,32,none]] [stages=sft|all]
+        [max_tokens=96] [grace=4] [max_per_category=16] [seed=0] [-- extra hydra overrides]
+
+Both variants share every setting but ``data.truncate_fraction`` (0.05 vs 0), so they see the same
+prompts and held-out test split. Expected shape at full scale: without truncation training, outputs
+under small budgets are less often well-formed and answers grow longer. Writes ``ablation.json``,
+``ablation.md`` and ``ablation.png`` under ``out``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from posttrain import PosttrainError
+from posttrain.inference.sweep import budget_sweep, check_budgets, load_rows, parse_budgets
+
+VARIANTS = {"with_truncation": "nano2_tiny", "no_truncation": "nano2_tiny_notrunc"}
+METRICS = ("well_formed", "accuracy", "mean_thinking_tokens", "mean_total_tokens", "respected_budget")
+
+
+def train_variants(out: Path, stages: str, seed: int, extra: list[str]) -> dict[str, str]:
+    """Run both pipelines (finished stages are skipped); returns {variant: final checkpoint}."""
+    from posttrain.cli import compose
+    from posttrain.pipeline.runner import run_pipeline
+
+    ckpts = {}
+    for variant, pipeline in VARIANTS.items():
+        overrides = [f"pipeline={pipeline}", f"run_dir={out / variant}", f"seed={seed}", *extra]
+        if stages == "sft":
+            overrides.append("pipeline.stages=[sft]")
+        elif stages != "all":
+            raise PosttrainError(f"stages: use sft or all, got {stages!r}")
+        done = run_pipeline(compose(overrides))
+        last = [m for m in done.values() if m.kind != "eval"][-1]
+        ckpts[variant] = last.checkpoint
+    return ckpts
+
+
+def to_markdown(rows: list[dict[str, Any]]) -> str:
+    head = "| budget | variant | " + " | ".join(METRICS) + " |"
+    lines = [head, "|" + "---|" * (len(METRICS) + 2)]
+    for r in rows:
+        vals = " | ".join(f"{r[k]:.3f}" if isinstance(r[k], float) else str(r[k]) for k in METRICS)
+        lines.append(f"| {r['budget'] if r['budget'] is not None else 'none'} | {r['variant']} | {vals} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows: list[dict[str, Any]], path: Path) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    budgets = list(dict.fromkeys(r["budget"] for r in rows))
+    labels = ["none" if b is None else str(b) for b in budgets]
+    fig = Figure(figsize=(10, 3.6))
+    for ax, metric in zip(fig.subplots(1, 3), ("well_formed", "accuracy", "mean_total_tokens")):
+        for variant in VARIANTS:
+            ys = [
+                next(r[metric] for r in rows if r["variant"] == variant and r["budget"] == b) for b in budgets
+            ]
+            ax.plot(range(len(budgets)), ys, marker="o", label=variant)
+        ax.set_xticks(range(len(budgets)), labels)
+        ax.set_xlabel("thinking budget (tokens)")
+        ax.set_title(metric)
+    fig.axes[0].legend()
+    fig.tight_layout()
+    FigureCanvasAgg(fig).print_png(str(path))
+
+
+def run_ablation(
+    out: Path, *, budgets, stages="sft", max_tokens=96, grace=4, max_per_category=16, seed=0, extra=()
+):
+    from posttrain.models import load_model, load_tokenizer
+
+    check_budgets(budgets, max_tokens)
+    ckpts = train_variants(out, stages, seed, list(extra))
+    rows_in = load_rows(str(out / "with_truncation" / "data"), "test", max_per_category)
+    rows: list[dict[str, Any]] = []
+    for variant, ckpt in ckpts.items():
+        model, tok = load_model(ckpt), load_tokenizer(ckpt)
+        for r in budget_sweep(model, tok, rows_in, budgets, max_tokens=max_tokens, grace=grace):
+            if r["domain"] == "all":
+                rows.append({"variant": variant, "checkpoint": ckpt, "seed": seed, **r})
+    rows.sort(key=lambda r: (r["budget"] is None, r["budget"] or 0, r["variant"]))
+    (out / "ablation.json").write_text(json.dumps({"seed": seed, "stages": stages, "rows": rows}, indent=2))
+    (out / "ablation.md").write_text(to_markdown(rows))
+    plot(rows, out / "ablation.png")
+    return rows
+
+
+def ablation_main(argv: list[str]) -> int:
+    if not argv or argv[0] != "truncation":
+        raise PosttrainError(
+            "usage: posttrain ablate truncation out=<dir> [budgets=[...]] [stages=sft|all] ..."
+        )
+    extra: list[str] = []
+    args = argv[1:]
+    if "--" in args:
+        i = args.index("--")
+        args, extra = args[:i], args[i + 1 :]
+    kv = dict(a.split("=", 1) for a in args if "=" in a)
+    unknown = set(kv) - {"out", "budgets", "stages", "max_tokens", "grace", "max_per_category", "seed"}
+    if unknown or "out" not in kv:
+        raise PosttrainError(f"ablate truncation: needs out=<dir>; unknown keys {sorted(unknown)}")
+    out = Path(kv["out"])
+    out.mkdir(parents=True, exist_ok=True)
+    rows = run_ablation(
+        out,
+        budgets=parse_budgets(kv.get("budgets", "[0,4,8,16,32,none]")),
+        stages=kv.get("stages", "sft"),
+        max_tokens=int(kv.get("max_tokens", 96)),
+        grace=int(kv.get("grace", 4)),
+        max_per_category=int(kv.get("max_per_category", 16)),
+        seed=int(kv.get("seed", 0)),
+        extra=extra,
+    )
+    print(to_markdown(rows))
+    print(f"wrote {out / 'ablation.md'} and {out / 'ablation.png'}")
+    return 0
