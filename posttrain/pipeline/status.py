@@ -16,6 +16,9 @@ KEY_METRICS = (
     "reward_last",
     "format_on",
     "format_off",
+    "format_budget",
+    "tokens_on",
+    "tokens_off",
 )
 
 

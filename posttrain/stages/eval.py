@@ -3,8 +3,10 @@ baselines (e.g. ``init``), written to ``eval.json`` / ``eval.md`` and the manife
 
 Modes: ``on`` (``/think``), ``off`` (``/no_think``) and ``budget`` (``/think`` with the thinking
 budget forced at ``budget_tokens`` and the trace closed, as at inference with a budget). Per
-(category, mode): accuracy (mean verifier reward of the answer), format (well-formed share), mean
-thinking tokens. Safety adds refusal rate on harmful prompts and over-refusal on benign ones.
+(category, mode): accuracy (mean verifier reward of the answer), format (the share that is
+well-formed *and* finished: the think block follows the mode and the answer ends with EOS within
+``max_new_tokens``; an untrained model's endless text is not well-formed), mean thinking tokens and
+mean generated tokens. Safety adds refusal rate on harmful prompts and over-refusal on benign ones.
 Greedy decoding throughout.
 """
 
@@ -16,7 +18,8 @@ from typing import Any
 
 import torch
 
-from posttrain.inference.generate import generate_with_budget, render_prompts
+from posttrain.inference.budget import generate_budgeted
+from posttrain.inference.generate import render_prompts
 from posttrain.models import load_model, load_tokenizer
 from posttrain.pipeline.manifest import write_json_atomic
 from posttrain.rewards import score
@@ -63,18 +66,24 @@ def evaluate(
         texts = render_prompts(
             tok, [with_mode(r["prompt"], mode) for r in rows], [r.get("tools") for r in rows]
         )
-        outs = generate_with_budget(
-            model, tok, texts, budget=budget if mode == "budget" else None,
-            max_new_tokens=max_new_tokens, batch_size=batch_size,
-        )  # fmt: skip
+        outs = generate_budgeted(
+            model,
+            tok,
+            texts,
+            budget=budget if mode == "budget" else None,
+            max_tokens=max_new_tokens,
+            grace_tokens=0,
+            batch_size=batch_size,
+        )
         reasoning = "off" if mode == "off" else "on"
         for r, o in zip(rows, outs):
             cat = r["category"]
             s = score(cat, r["metadata"], o.text, reasoning)
-            fmt = format_reward(o.text, reasoning)
+            fmt = format_reward(o.text, reasoning) * float(o.finish_reason == "stop")
             for key in (f"{cat}/{mode}", f"all/{mode}"):
                 acc[f"{key}/accuracy"].append(s)
                 acc[f"{key}/format"].append(fmt)
+                acc[f"{key}/tokens"].append(o.total_tokens)
                 acc[f"{key}/think_tokens"].append(
                     0 if mode == "off" and "</think>" not in o.text else o.thinking_tokens
                 )
@@ -92,6 +101,7 @@ def evaluate(
         metrics[f"format_{mode}"] = metrics.get(f"all/{mode}/format")
         metrics[f"accuracy_{mode}"] = metrics.get(f"all/{mode}/accuracy")
         metrics[f"think_tokens_{mode}"] = metrics.get(f"all/{mode}/think_tokens")
+        metrics[f"tokens_{mode}"] = metrics.get(f"all/{mode}/tokens")
     return metrics
 
 
