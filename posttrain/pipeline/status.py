@@ -14,6 +14,8 @@ KEY_METRICS = (
     "pairs",
     "reward_first",
     "reward_last",
+    "correctness_reward_first",
+    "correctness_reward_last",
     "format_on",
     "format_off",
     "format_budget",

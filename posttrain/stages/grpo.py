@@ -40,12 +40,20 @@ def reward_functions(cfg, tok) -> list:
 
 
 def reward_trend(log_history: list[dict], frac: float = 1 / 3) -> dict[str, float]:
-    """Mean logged reward over the first and the last ``frac`` of logging steps."""
-    rewards = [h["reward"] for h in log_history if "reward" in h]
-    if not rewards:
-        return {}
-    k = max(1, int(len(rewards) * frac))
-    return {"reward_first": sum(rewards[:k]) / k, "reward_last": sum(rewards[-k:]) / k}
+    """Mean logged reward (total and per reward function) over the first and last ``frac`` of steps."""
+    out: dict[str, float] = {}
+    keys = ["reward"] + sorted(
+        {k for h in log_history for k in h if k.startswith("rewards/") and k.endswith("/mean")}
+    )
+    for key in keys:
+        vals = [h[key] for h in log_history if key in h]
+        if not vals:
+            continue
+        k = max(1, int(len(vals) * frac))
+        name = "reward" if key == "reward" else key.split("/")[1]
+        out[f"{name}_first"] = sum(vals[:k]) / k
+        out[f"{name}_last"] = sum(vals[-k:]) / k
+    return out
 
 
 def run(cfg, inputs: StageInputs) -> StageOutputs:
