@@ -24,6 +24,26 @@ def as_messages(prompt: Any) -> list[dict[str, Any]]:
     return json.loads(prompt) if isinstance(prompt, str) else list(prompt)
 
 
+REASONING_FLAGS = ("/no_think", "/think")
+
+
+def with_reasoning_mode(prompt: list[dict[str, Any]], mode: str) -> list[dict[str, Any]]:
+    """Strip reasoning flags from every message and put ``/think`` (mode ``on``) or ``/no_think``
+    (mode ``off``) into the system turn, adding one if the prompt has none."""
+    flag = "/no_think" if mode == "off" else "/think"
+    msgs = []
+    for m in as_messages(prompt):
+        c = m.get("content") or ""
+        for f in REASONING_FLAGS:
+            c = c.replace(f, "")
+        msgs.append({**m, "content": c.strip()})
+    if msgs and msgs[0]["role"] == "system":
+        msgs[0]["content"] = (msgs[0]["content"] + " " + flag).strip()
+    else:
+        msgs.insert(0, {"role": "system", "content": flag})
+    return msgs
+
+
 def render_prompts(tok, prompts: list[Any], tools: list[Any] | None = None) -> list[str]:
     """Chat-template each prompt (a message list) with the generation prompt appended."""
     out = []

@@ -18,8 +18,8 @@ from typing import Any
 
 from posttrain import PosttrainError
 from posttrain.inference.budget import DEFAULT_GRACE_TOKENS, generate_budgeted
+from posttrain.inference.generate import with_reasoning_mode
 
-FLAGS = ("/no_think", "/think")
 USAGE = (
     "posttrain eval budget <checkpoint> budgets=[0,8,16,32,64,128,none] out=<dir> data=<data dir> "
     "[split=test max_per_category=8 max_tokens=256 grace=500 batch_size=8 dtype=float32]"
@@ -60,17 +60,7 @@ def check_budgets(budgets: list[int | None], max_tokens: int) -> None:
 
 def force_think(prompt: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Strip reasoning flags from every message and put ``/think`` into the system turn."""
-    msgs = []
-    for m in prompt:
-        c = m.get("content") or ""
-        for f in FLAGS:
-            c = c.replace(f, "")
-        msgs.append({**m, "content": c.strip()})
-    if msgs and msgs[0]["role"] == "system":
-        msgs[0]["content"] = (msgs[0]["content"] + " /think").strip()
-    else:
-        msgs.insert(0, {"role": "system", "content": "/think"})
-    return msgs
+    return with_reasoning_mode(prompt, "on")
 
 
 def load_rows(data: str, split: str = "test", max_per_category: int | None = None) -> list[dict[str, Any]]:

@@ -19,31 +19,13 @@ from typing import Any
 import torch
 
 from posttrain.inference.budget import generate_budgeted
-from posttrain.inference.generate import render_prompts
+from posttrain.inference.generate import render_prompts, with_reasoning_mode
 from posttrain.models import load_model, load_tokenizer
 from posttrain.pipeline.manifest import write_json_atomic
 from posttrain.rewards import score
 from posttrain.rewards.format import format_reward
 from posttrain.rewards.safety import is_refusal
 from posttrain.stages.base import StageInputs, StageOutputs, link_checkpoint, load_view
-
-FLAGS = ("/no_think", "/think")
-
-
-def with_mode(prompt: list[dict[str, Any]], mode: str) -> list[dict[str, Any]]:
-    """Strip reasoning flags from every message and put the mode's flag into the system turn."""
-    flag = "/no_think" if mode == "off" else "/think"
-    msgs = []
-    for m in prompt:
-        c = m.get("content") or ""
-        for f in FLAGS:
-            c = c.replace(f, "")
-        msgs.append({**m, "content": c.strip()})
-    if msgs and msgs[0]["role"] == "system":
-        msgs[0]["content"] = (msgs[0]["content"] + " " + flag).strip()
-    else:
-        msgs.insert(0, {"role": "system", "content": flag})
-    return msgs
 
 
 def select_rows(inputs: StageInputs, split: str, per_category: int) -> list[dict]:
@@ -64,7 +46,7 @@ def evaluate(
     acc: dict[str, list[float]] = defaultdict(list)
     for mode in ("on", "off", "budget"):
         texts = render_prompts(
-            tok, [with_mode(r["prompt"], mode) for r in rows], [r.get("tools") for r in rows]
+            tok, [with_reasoning_mode(r["prompt"], mode) for r in rows], [r.get("tools") for r in rows]
         )
         outs = generate_budgeted(
             model,
