@@ -56,7 +56,10 @@ def run(n: int, procs: list[int], out_json: Path) -> dict:
                 "full_build_samples_per_s": round(m["counts"]["total"] / t_build, 1), "output_samples": m["counts"]["total"],
                 "cached_rebuild_s": round(t_cached, 3), "cache_copy_to_new_dir_s": round(t_copy, 3),
             })  # fmt: skip
-    result = {"machine": f"{platform.machine()} {os.cpu_count()} CPUs, Python {platform.python_version()}", "rows": rows}
+    result = {
+        "machine": f"{platform.machine()} {os.cpu_count()} CPUs, Python {platform.python_version()}",
+        "rows": rows,
+    }
     out_json.parent.mkdir(parents=True, exist_ok=True)
     out_json.write_text(json.dumps(result, indent=2) + "\n")
     return result
