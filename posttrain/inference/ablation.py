@@ -1,18 +1,22 @@
 """The truncation ablation (Nano 2 report, Fig. 5): train ``nano2_tiny`` with and without
-truncated-thinking SFT samples and compare both on the same thinking-budget sweep.
+truncated-thinking SFT samples and compare both on the same thinking-budget sweep, over seeds.
 
     posttrain ablate truncation out=<dir> [budgets=[0,4,8,16,32,none]] [stages=sft|all]
-        [max_tokens=96] [grace=4] [max_per_category=16] [seed=0] [-- extra hydra overrides]
+        [max_tokens=96] [grace=4] [max_per_category=16] [seeds=[0,1,2]] [-- extra hydra overrides]
 
-Both variants share every setting but ``data.truncate_fraction`` (0.05 vs 0), so they see the same
-prompts and held-out test split. Expected shape at full scale: without truncation training, outputs
-under small budgets are less often well-formed and answers grow longer. Writes ``ablation.json``,
-``ablation.md`` and ``ablation.png`` under ``out``.
+Both variants share every setting but ``data.truncate_fraction`` (the recipe's value vs 0), so they
+see the same prompts and held-out test split. Each seed is the pipeline's ``seed`` (model init and
+data order); the data itself is the same for every seed. Expected shape at full scale: without
+truncation training, outputs under small budgets are less often well-formed and answers grow longer.
+Writes ``ablation.json`` (per-seed rows and the mean/std over seeds), ``ablation.md`` and
+``ablation.png`` (means, with the spread over seeds as error bars) under ``out``; each seed's runs
+live in ``out/seed<k>/<variant>``.
 """
 
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +25,7 @@ from posttrain.inference.sweep import budget_sweep, check_budgets, load_rows, pa
 
 VARIANTS = {"with_truncation": "nano2_tiny", "no_truncation": "nano2_tiny_notrunc"}
 METRICS = ("well_formed", "accuracy", "mean_thinking_tokens", "mean_total_tokens", "respected_budget")
+KEYS = {"out", "budgets", "stages", "max_tokens", "grace", "max_per_category", "seeds", "seed"}
 
 
 def train_variants(out: Path, stages: str, seed: int, extra: list[str]) -> dict[str, str]:
@@ -41,11 +46,29 @@ def train_variants(out: Path, stages: str, seed: int, extra: list[str]) -> dict[
     return ckpts
 
 
+def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per (budget, variant): the mean of each metric over seeds and its sample std (0 for one seed)."""
+    groups: dict[tuple[Any, str], list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault((r["budget"], r["variant"]), []).append(r)
+    out = []
+    for (budget, variant), rs in groups.items():
+        agg: dict[str, Any] = {"budget": budget, "variant": variant, "seeds": sorted(r["seed"] for r in rs)}
+        for m in METRICS:
+            vals = [float(r[m]) for r in rs]
+            agg[m] = statistics.fmean(vals)
+            agg[f"{m}_std"] = statistics.stdev(vals) if len(vals) > 1 else 0.0
+        out.append(agg)
+    out.sort(key=lambda r: (r["budget"] is None, r["budget"] or 0, r["variant"]))
+    return out
+
+
 def to_markdown(rows: list[dict[str, Any]]) -> str:
+    """The aggregated table: ``mean ± std`` over seeds per metric."""
     head = "| budget | variant | " + " | ".join(METRICS) + " |"
     lines = [head, "|" + "---|" * (len(METRICS) + 2)]
     for r in rows:
-        vals = " | ".join(f"{r[k]:.3f}" if isinstance(r[k], float) else str(r[k]) for k in METRICS)
+        vals = " | ".join(f"{r[k]:.3f} ± {r[k + '_std']:.3f}" for k in METRICS)
         lines.append(f"| {r['budget'] if r['budget'] is not None else 'none'} | {r['variant']} | {vals} |")
     return "\n".join(lines) + "\n"
 
@@ -59,43 +82,59 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     fig = Figure(figsize=(10, 3.6))
     for ax, metric in zip(fig.subplots(1, 3), ("well_formed", "accuracy", "mean_total_tokens")):
         for variant in VARIANTS:
-            ys = [
-                next(r[metric] for r in rows if r["variant"] == variant and r["budget"] == b) for b in budgets
-            ]
-            ax.plot(range(len(budgets)), ys, marker="o", label=variant)
+            pts = [next(r for r in rows if r["variant"] == variant and r["budget"] == b) for b in budgets]
+            ax.errorbar(
+                range(len(budgets)), [p[metric] for p in pts], yerr=[p[f"{metric}_std"] for p in pts],
+                marker="o", capsize=3, label=variant,
+            )  # fmt: skip
         ax.set_xticks(range(len(budgets)), labels)
         ax.set_xlabel("thinking budget (tokens)")
-        ax.set_title(metric)
+        ax.set_title(f"{metric} (mean ± std over seeds)", fontsize=9)
     fig.axes[0].legend()
     fig.tight_layout()
     FigureCanvasAgg(fig).print_png(str(path))
 
 
 def run_ablation(
-    out: Path, *, budgets, stages="sft", max_tokens=96, grace=4, max_per_category=16, seed=0, extra=()
-):
+    out: Path, *, budgets, stages="sft", max_tokens=96, grace=4, max_per_category=16, seeds=(0,), extra=()
+) -> list[dict[str, Any]]:
+    """Train both variants per seed, sweep budgets on each, write the reports; returns the aggregate."""
     from posttrain.models import load_model, load_tokenizer
 
     check_budgets(budgets, max_tokens)
-    ckpts = train_variants(out, stages, seed, list(extra))
-    rows_in = load_rows(str(out / "with_truncation" / "data"), "test", max_per_category)
-    rows: list[dict[str, Any]] = []
-    for variant, ckpt in ckpts.items():
-        model, tok = load_model(ckpt), load_tokenizer(ckpt)
-        for r in budget_sweep(model, tok, rows_in, budgets, max_tokens=max_tokens, grace=grace):
-            if r["domain"] == "all":
-                rows.append({"variant": variant, "checkpoint": ckpt, "seed": seed, **r})
-    rows.sort(key=lambda r: (r["budget"] is None, r["budget"] or 0, r["variant"]))
-    (out / "ablation.json").write_text(json.dumps({"seed": seed, "stages": stages, "rows": rows}, indent=2))
+    per_seed: list[dict[str, Any]] = []
+    for seed in seeds:
+        ckpts = train_variants(out / f"seed{seed}", stages, seed, list(extra))
+        rows_in = load_rows(str(out / f"seed{seed}" / "with_truncation" / "data"), "test", max_per_category)
+        for variant, ckpt in ckpts.items():
+            model, tok = load_model(ckpt), load_tokenizer(ckpt)
+            for r in budget_sweep(model, tok, rows_in, budgets, max_tokens=max_tokens, grace=grace):
+                if r["domain"] == "all":
+                    per_seed.append({"variant": variant, "checkpoint": ckpt, "seed": seed, **r})
+    rows = aggregate(per_seed)
+    report = {"seeds": list(seeds), "stages": stages, "max_tokens": max_tokens, "grace": grace,
+              "mean": rows, "per_seed": per_seed}  # fmt: skip
+    (out / "ablation.json").write_text(json.dumps(report, indent=2))
     (out / "ablation.md").write_text(to_markdown(rows))
     plot(rows, out / "ablation.png")
     return rows
 
 
+def parse_seeds(kv: dict[str, str]) -> list[int]:
+    raw = kv.get("seeds", kv.get("seed", "0"))
+    try:
+        seeds = [int(s) for s in raw.strip("[]").split(",") if s.strip()]
+    except ValueError:
+        raise PosttrainError(f"seeds: expected integers like seeds=[0,1,2], got {raw!r}") from None
+    if not seeds:
+        raise PosttrainError("seeds: empty list; e.g. seeds=[0,1,2]")
+    return seeds
+
+
 def ablation_main(argv: list[str]) -> int:
     if not argv or argv[0] != "truncation":
         raise PosttrainError(
-            "usage: posttrain ablate truncation out=<dir> [budgets=[...]] [stages=sft|all] ..."
+            "usage: posttrain ablate truncation out=<dir> [budgets=[...]] [stages=sft|all] [seeds=[0,1,2]] ..."
         )
     extra: list[str] = []
     args = argv[1:]
@@ -103,7 +142,7 @@ def ablation_main(argv: list[str]) -> int:
         i = args.index("--")
         args, extra = args[:i], args[i + 1 :]
     kv = dict(a.split("=", 1) for a in args if "=" in a)
-    unknown = set(kv) - {"out", "budgets", "stages", "max_tokens", "grace", "max_per_category", "seed"}
+    unknown = set(kv) - KEYS
     if unknown or "out" not in kv:
         raise PosttrainError(f"ablate truncation: needs out=<dir>; unknown keys {sorted(unknown)}")
     out = Path(kv["out"])
@@ -115,7 +154,7 @@ def ablation_main(argv: list[str]) -> int:
         max_tokens=int(kv.get("max_tokens", 96)),
         grace=int(kv.get("grace", 4)),
         max_per_category=int(kv.get("max_per_category", 16)),
-        seed=int(kv.get("seed", 0)),
+        seeds=parse_seeds(kv),
         extra=extra,
     )
     print(to_markdown(rows))

@@ -31,6 +31,7 @@ from typing import Any
 from weakref import WeakKeyDictionary
 
 import torch
+from tqdm.auto import tqdm
 from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
@@ -125,9 +126,19 @@ def _first_eos(ids: list[int], eos: set[int]) -> int | None:
 class _Runner:
     """Batched, left-padded ``generate`` with fixed sampling settings."""
 
-    def __init__(self, model, tok, temperature: float, top_p: float, batch_size: int, procs: list | None):
+    def __init__(
+        self, model, tok, temperature: float, top_p: float, batch_size: int, procs: list | None,
+        progress: str | None = None,
+    ):  # fmt: skip
         self.model, self.tok, self.eos = model, tok, _eos_ids(model, tok)
         self.temperature, self.top_p, self.batch_size, self.procs = temperature, top_p, batch_size, procs
+        self.progress = progress
+
+    def batches(self, n: int, phase: str):
+        """Batch start offsets, with a progress bar when ``progress`` names the work."""
+        starts = range(0, n, self.batch_size)
+        desc = f"{self.progress} ({phase})" if self.progress else None
+        return tqdm(starts, desc=desc, disable=desc is None or len(starts) < 2, leave=False, unit="batch")
 
     @torch.no_grad()
     def generate(
@@ -148,7 +159,7 @@ class _Runner:
         """Plain generation with per-row token limits: (text, generated ids, ended by EOS)."""
         res: list[tuple[str, list[int], bool]] = [("", [], False)] * len(texts)
         todo = [i for i, m in enumerate(limits) if m > 0]
-        for s in range(0, len(todo), self.batch_size):
+        for s in self.batches(len(todo), "answer"):
             idx = todo[s : s + self.batch_size]
             for i, ids in zip(idx, self.generate([texts[i] for i in idx], max(limits[i] for i in idx))):
                 ids = ids[: limits[i]]  # greedy is causal: a prefix of a longer run is the shorter run
@@ -162,7 +173,7 @@ class _Runner:
         close_ids = self.tok(THINK_CLOSE, add_special_tokens=False)["input_ids"]
         nl = newline_mask(self.tok)
         out: list[tuple[list[int], bool]] = []
-        for s in range(0, len(texts), self.batch_size):
+        for s in self.batches(len(texts), "reasoning"):
             chunk = texts[s : s + self.batch_size]
             if cap == 0:
                 out += [([], False)] * len(chunk)
@@ -203,12 +214,13 @@ def generate_budgeted(
     top_p: float = 1.0,
     batch_size: int = 16,
     logits_processors: list | None = None,
+    progress: str | None = None,
 ) -> list[BudgetResult]:
     """Continue each chat-templated ``text`` with at most ``budget`` thinking tokens (+ the grace window).
 
     ``max_tokens`` caps all generated tokens (reasoning + answer). ``logits_processors`` go to every
-    ``generate`` call. Raises ``ValueError`` for a negative budget, a budget over ``max_tokens`` or a
-    negative grace window.
+    ``generate`` call; ``progress`` (a label) shows a progress bar over batches. Raises ``ValueError``
+    for a negative budget, a budget over ``max_tokens`` or a negative grace window.
     """
     if max_tokens <= 0:
         raise ValueError(f"max_tokens must be > 0, got {max_tokens}")
@@ -217,7 +229,7 @@ def generate_budgeted(
     if grace_tokens < 0:
         raise ValueError(f"grace_tokens must be >= 0, got {grace_tokens}")
     model.eval()
-    run = _Runner(model, tok, temperature, top_p, batch_size, logits_processors)
+    run = _Runner(model, tok, temperature, top_p, batch_size, logits_processors, progress)
     on = [reasoning_open(t) for t in texts]
     think = [i for i in range(len(texts)) if on[i] and budget is not None]
     plain = [i for i in range(len(texts)) if not (on[i] and budget is not None)]

@@ -70,18 +70,23 @@ def generate_texts(
     top_p: float = 1.0,
     num_return_sequences: int = 1,
     batch_size: int = 16,
+    progress: str | None = None,
 ) -> list[list[str]]:
     """Continue each raw text; returns ``num_return_sequences`` decoded continuations per text.
 
     Greedy when ``temperature == 0``. Continuations are decoded with ``skip_special_tokens=True``
-    (``<think>``/``</think>`` and tool markers are non-special and survive).
+    (``<think>``/``</think>`` and tool markers are non-special and survive). ``progress`` (a label)
+    shows a progress bar over batches.
     """
+    from tqdm.auto import tqdm
+
     model.eval()
     old_side = tok.padding_side
     tok.padding_side = "left"
     results: list[list[str]] = []
     try:
-        for start in range(0, len(texts), batch_size):
+        starts = range(0, len(texts), batch_size)
+        for start in tqdm(starts, desc=progress, disable=not progress or len(starts) < 2, leave=False):
             chunk = texts[start : start + batch_size]
             enc = tok(chunk, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
             sample = temperature > 0

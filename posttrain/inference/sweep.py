@@ -118,6 +118,7 @@ def budget_sweep(
             grace_tokens=grace,
             close=close,
             batch_size=batch_size,
+            progress=f"budget {'none' if b is None else b}",
         )
         for r, o in zip(rows, outs):
             vals = {

@@ -56,6 +56,7 @@ def evaluate(
             max_tokens=max_new_tokens,
             grace_tokens=0,
             batch_size=batch_size,
+            progress=f"eval {mode}",
         )
         reasoning = "off" if mode == "off" else "on"
         for r, o in zip(rows, outs):

@@ -84,6 +84,7 @@ def run(cfg, inputs: StageInputs) -> StageOutputs:
     samples = generate_texts(
         model, tok, texts, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
         top_p=cfg.top_p, num_return_sequences=cfg.num_samples, batch_size=cfg.batch_size,
+        progress="sample completions",
     )  # fmt: skip
     scores = [
         [score(r["category"], r["metadata"], s, r["reasoning"]) for s in outs]

@@ -1,0 +1,44 @@
+"""The truncation ablation's aggregation over seeds and its argument checks (pure logic, no training)."""
+
+from __future__ import annotations
+
+import statistics
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from posttrain import PosttrainError
+from posttrain.inference.ablation import METRICS, aggregate, parse_seeds, to_markdown
+
+metric = st.floats(min_value=0, max_value=100, allow_nan=False)
+
+
+@given(
+    st.lists(st.tuples(st.sampled_from([0, 4, None]), st.sampled_from(["with_truncation", "no_truncation"]),
+                       st.fixed_dictionaries({m: metric for m in METRICS})), min_size=1, max_size=30)
+)  # fmt: skip
+def test_aggregate_is_mean_and_std_per_budget_and_variant(items):
+    rows = [{"budget": b, "variant": v, "seed": i, **m} for i, (b, v, m) in enumerate(items)]
+    agg = aggregate(rows)
+    assert len(agg) == len({(b, v) for b, v, _ in items})
+    for a in agg:
+        group = [r for r in rows if r["budget"] == a["budget"] and r["variant"] == a["variant"]]
+        assert a["seeds"] == sorted(r["seed"] for r in group)
+        for m in METRICS:
+            vals = [r[m] for r in group]
+            assert a[m] == pytest.approx(statistics.fmean(vals))
+            assert a[f"{m}_std"] == pytest.approx(statistics.stdev(vals) if len(vals) > 1 else 0.0)
+    budgets = [a["budget"] for a in agg]
+    assert budgets == sorted(budgets, key=lambda b: (b is None, b or 0))  # `none` last
+    assert to_markdown(agg).count("\n") == len(agg) + 2
+
+
+def test_parse_seeds():
+    assert parse_seeds({"seeds": "[0,1,2]"}) == [0, 1, 2]
+    assert parse_seeds({"seed": "3"}) == [3]
+    assert parse_seeds({}) == [0]
+    with pytest.raises(PosttrainError, match="seeds"):
+        parse_seeds({"seeds": "[a]"})
+    with pytest.raises(PosttrainError, match="seeds"):
+        parse_seeds({"seeds": "[]"})
