@@ -33,9 +33,13 @@ def quiet() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("WANDB_SILENT", "true")
     import datasets
+    import torch
     import transformers
 
+    if not torch.cuda.is_available():  # DeepSpeed (imported by TRL) warns when it has to guess the CPU
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
     transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()  # weight loading/saving bars; the Trainer's bar stays
     datasets.logging.set_verbosity_error()
 
 
@@ -91,6 +95,11 @@ def cmd_run(argv: list[str]) -> int:
             launch(cfg)
         except PosttrainError as e:
             print(f"error: {e}", file=sys.stderr)
+            from hydra.core.hydra_config import HydraConfig
+            from hydra.types import RunMode
+
+            if HydraConfig.get().mode == RunMode.MULTIRUN:
+                raise  # the launcher records it (submitit returns it to the sweep instead of hanging)
             sys.exit(2)
         if not cfg.get("only_stage"):
             print_status(Path(cfg.run_dir))

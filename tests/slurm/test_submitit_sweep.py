@@ -121,3 +121,23 @@ def test_hydra_submitit_slurm_sweep_runs_one_slurm_job_per_point(tmp_path, wait_
     a, b = (load_file(r / "03_dpo" / "checkpoint" / "model.safetensors") for r in runs)
     assert a.keys() == b.keys() and any(not torch.equal(a[k], b[k]) for k in a), "beta changed nothing"
     assert "submitted:" not in out.stdout  # not posttrain's own launcher=slurm chain
+
+
+def test_failing_sweep_point_returns_its_error_instead_of_hanging(tmp_path):
+    """A PosttrainError inside a submitit task is raised (not sys.exit), so the parent gets it back."""
+    sweep = tmp_path / "sweep"
+    cmd = [
+        sys.executable, "-m", "posttrain.cli", "run", "-m",
+        "hydra/launcher=submitit_slurm", "hydra.launcher.partition=debug", "hydra.launcher.timeout_min=5",
+        "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=1", f"hydra.sweep.dir={sweep}",
+        "pipeline=nano2_smoke", f"run_dir={sweep}/run", "stage.sft.max_steps=1,2",
+        "stage.sft.input=/nonexistent/checkpoint",  # fails in validation, before any training
+    ]  # fmt: skip
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=180)
+    except subprocess.TimeoutExpired:
+        cancel([p.name for p in (sweep / ".submitit").glob("*_*") if p.is_dir()])
+        pytest.fail("the sweep hung on a failed task instead of returning its error", pytrace=False)
+    assert out.returncode != 0
+    assert "/nonexistent/checkpoint" in out.stdout + out.stderr, _quiet(out.stderr)[-3000:]
