@@ -1,175 +1,300 @@
-"""Thinking-budget benchmark: generation throughput, and tokens saved vs accuracy lost per budget.
+"""Thinking-budget benchmark on the tiny pipeline's final checkpoint: generation tokens/s, and the
+tokens saved at each thinking budget for the accuracy lost.
 
-    python bench/budget.py [--checkpoint DIR] [--data DIR] [--budgets 0,8,16,none] [--n 8]
+    python bench/budget.py [--run-dir runs/demo] [--checkpoint DIR] [--data DIR]
+                           [--budgets 0,4,8,16,32,none] [--max-per-category 8] [--max-tokens 96] [--grace 4]
 
-Without ``--checkpoint`` it uses the tiny *random* NemotronH (accuracy is then ~0 everywhere and only
-the token / throughput columns mean something). Without ``--data`` the prompts are synthetic sums
-("What is 17 + 25?") scored by the math verifier; with ``--data`` they are the ``<data>/rl`` split.
-Writes ``bench/results/budget.json`` and prints a markdown table.
+Model and prompts. By default it reads the pipeline in ``--run-dir`` (``runs/demo``, what ``make demo``
+writes): the checkpoint of the last non-eval training stage whose manifest says ``done`` (``04_grpo`` for
+``nano2_tiny``), and the held-out ``test`` split of the ``rl`` view the pipeline built in ``<run-dir>/data``.
+With no finished stage there it stops with an error (run ``make demo`` first); it never falls back to a
+random model. ``--checkpoint`` / ``--data`` override either.
+
+Sweep. ``posttrain.inference.sweep.budget_sweep``: the first ``--max-per-category`` held-out rows of every
+category, reasoning forced ON (``/think``), greedy, one ``generate_budgeted`` pass per budget, scored by the
+category verifiers; tokens saved and accuracy lost are vs the unlimited budget (``none``). Defaults are
+sized for the tiny model: its traces are ~20-40 tokens and its answers ~20-30, so ``max_tokens=96`` leaves
+room for an unlimited trace plus answer, budgets 0-32 span "no trace" to "about a whole trace", and the
+grace window is 4 tokens (500 at full scale would exceed every tiny trace, making every budget unlimited;
+4 lets a trace finish its current line without erasing the budget).
+
+Throughput. Generated tokens per wall-second (tokens up to each row's EOS, so a batch's padding steps after
+a row finished do not count), plain generation (``budget=None``) vs budgeted (``--tp-budget``), at batch 1
+and at ``--batch-size``, on the same ``--tp-prompts`` prompts; each configuration gets an untimed warm-up
+call, then ``--reps`` timed repeats (median reported, best kept too). Measured at each ``--threads`` count:
+2 (the machine's cores) and 1, because when other jobs share the 2 cores two torch threads can be several
+times slower than one (likely each op waits for the slower, descheduled thread); CPU seconds and load average are
+recorded for the same reason. The sweep itself runs with ``--sweep-threads`` (1): it measures tokens and
+accuracy, not time.
+
+Writes ``<out-dir>/budget.json`` (machine, checkpoint + its stage fingerprint, settings, throughput,
+per-budget rows for ``all`` and each domain), ``budget.md`` (tables + a one-line headline) and
+``budget.png`` (accuracy and total tokens vs budget).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
-import random
+import statistics
 import sys
 import time
+from collections import defaultdict
+from itertools import zip_longest
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
+from posttrain import PosttrainError  # noqa: E402
+from posttrain.pipeline.manifest import load_manifest  # noqa: E402
+from posttrain.pipeline.status import stage_dirs  # noqa: E402
 
-from posttrain.inference.generate import generate_texts  # noqa: E402
-from posttrain.inference.sweep import budget_sweep, force_think, load_rows, parse_budgets  # noqa: E402
-
-
-def trace(a: int, b: int) -> str:
-    """A column-addition reasoning trace, one line per digit (so the newline grace window has lines to end)."""
-    lines, carry = [], 0
-    for i, (x, y) in enumerate(zip(reversed(f"{a:02d}"), reversed(f"{b:02d}"))):
-        s = int(x) + int(y) + carry
-        lines.append(f"digit {i}: {x} + {y} + {carry} = {s}, write {s % 10}, carry {s // 10}")
-        carry = s // 10
-    return "\n".join([f"We add {a} and {b} column by column.", *lines, f"So the sum is {a + b}."])
+DEFAULT_RUN_DIR = "runs/demo"
+NOT_TRAINED = ("init", "eval")  # 00_init is the random model; eval stages only re-point to their input
 
 
-def train_tiny(model, tok, steps: int, seed: int = 1) -> None:
-    """A few AdamW steps on synthetic sums with traces (full sequence loss): enough to learn the format."""
-    rng = random.Random(seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    model.train()
-    for step in range(steps):
-        texts = []
-        for _ in range(8):
-            a, b = rng.randint(10, 99), rng.randint(10, 99)
-            msgs = [{"role": "user", "content": f"What is {a} + {b}? Put the answer in \\boxed{{}}."},
-                    {"role": "assistant", "content": f"\\boxed{{{a + b}}}", "reasoning_content": trace(a, b)}]  # fmt: skip
-            texts.append(tok.apply_chat_template(msgs, tokenize=False))
-        enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-        labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)
-        loss = model(**enc, labels=labels).loss
-        loss.backward()
-        opt.step()
-        opt.zero_grad()
-        if step % 10 == 0 or step == steps - 1:
-            print(f"train step {step}: loss {loss.item():.3f}", file=sys.stderr, flush=True)
-    model.eval()
+def final_checkpoint(run_dir: str | Path) -> dict[str, Any]:
+    """The pipeline's final checkpoint: the last stage (in ``pipeline.json`` order) that is neither init
+    nor eval and whose manifest says ``done``; ``PosttrainError`` when there is none. The returned
+    ``unfinished_later_stages`` names later training stages that are not done (a warning is printed)."""
+    run_dir = Path(run_dir)
+    hint = f"run `make demo` (or `posttrain run pipeline=nano2_tiny run_dir={run_dir}`) first, or pass --checkpoint"
+    if not (run_dir / "pipeline.json").exists():
+        raise PosttrainError(f"{run_dir}: no pipeline run there (no pipeline.json); {hint}")
+    unfinished = []
+    for d in reversed(stage_dirs(run_dir)):
+        m = load_manifest(d)
+        if m is not None and m.kind in NOT_TRAINED:
+            continue
+        if m is None or m.status != "done":
+            unfinished.append(f"{d.name} ({m.status if m else 'pending'})")
+            continue
+        # The manifest's path is relative to where `posttrain run` ran; the stage dir's own `checkpoint`
+        # (a dir, or a relative symlink for pass-through stages) also works in a copied run dir.
+        ckpt = d / "checkpoint" if (d / "checkpoint").exists() else Path(m.checkpoint or "")
+        if not m.checkpoint or not ckpt.exists():
+            raise PosttrainError(f"{d}: stage done but its checkpoint {m.checkpoint!r} is missing; {hint}")
+        return {"path": str(ckpt), "stage": m.stage, "stage_dir": d.name, "kind": m.kind,
+                "fingerprint": m.fingerprint, "manifest_checkpoint": m.checkpoint,
+                "finished_at": m.finished_at, "unfinished_later_stages": unfinished[::-1]}  # fmt: skip
+    raise PosttrainError(f"{run_dir}: no finished training stage ({', '.join(unfinished) or 'none'}); {hint}")
 
 
-def synthetic_rows(n: int, seed: int = 0) -> list[dict]:
-    rng = random.Random(seed)
-    rows = []
-    for _ in range(n):
-        a, b = rng.randint(10, 99), rng.randint(10, 99)
-        q = f"What is {a} + {b}? Put the answer in \\boxed{{}}."
-        rows.append(
-            {
-                "prompt": [{"role": "user", "content": q}],
-                "category": "math",
-                "metadata": json.dumps({"answer": str(a + b)}),
-            }
-        )
-    return rows
+def interleave(rows: list[dict], n: int) -> list[dict]:
+    """Up to ``n`` rows taken round-robin across categories."""
+    by: dict[str, list[dict]] = defaultdict(list)
+    for r in rows:
+        by[r["category"]].append(r)
+    return [r for group in zip_longest(*by.values()) for r in group if r is not None][:n]
 
 
-def throughput(model, tok, texts: list[str], max_new: int, batch_size: int) -> dict:
-    generate_texts(model, tok, texts[:1], max_new_tokens=2)  # warm-up
-    t0 = time.perf_counter()
-    generate_texts(model, tok, texts, max_new_tokens=max_new, batch_size=batch_size)
-    dt = time.perf_counter() - t0
-    return {"batch_size": batch_size, "prompts": len(texts), "new_tokens": max_new * len(texts), "seconds": dt,
-            "tokens_per_s": max_new * len(texts) / dt}  # fmt: skip
+def throughput(model, tok, texts: list[str], *, budget, batch_size: int, threads: int, reps: int,
+               max_tokens: int, grace: int) -> dict:  # fmt: skip
+    import torch
+
+    from posttrain.inference.budget import generate_budgeted
+
+    torch.set_num_threads(threads)
+    kw = {"grace_tokens": grace, "batch_size": batch_size}
+    warm_budget = None if budget is None else min(budget, 2)
+    generate_budgeted(model, tok, texts[:batch_size], budget=warm_budget, max_tokens=4, **kw)  # warm-up
+    walls, cpus, load0 = [], [], os.getloadavg()[0]
+    for _ in range(reps):
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        outs = generate_budgeted(model, tok, texts, budget=budget, max_tokens=max_tokens, **kw)
+        walls.append(time.perf_counter() - t0)
+        cpus.append(time.process_time() - cpu0)
+    n = sum(o.total_tokens for o in outs)  # greedy: the same tokens every repeat
+    return {"threads": threads, "generation": "plain" if budget is None else f"budgeted B={budget}",
+            "budget": budget, "batch_size": batch_size, "prompts": len(texts), "new_tokens": n,
+            "seconds": walls, "cpu_seconds": cpus, "loadavg_1m": [load0, os.getloadavg()[0]],
+            "tokens_per_s": n / statistics.median(walls), "tokens_per_s_best": n / min(walls)}  # fmt: skip
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    """Accuracy and mean total tokens vs budget, one line per domain (``all`` thick); ``none`` drawn last."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    budgets = list(dict.fromkeys(r["budget"] for r in rows))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, key, label in zip(axes, ("accuracy", "mean_total_tokens"), ("accuracy", "mean generated tokens")):
+        for d in dict.fromkeys(r["domain"] for r in rows):
+            ys = [r[key] for r in rows if r["domain"] == d]
+            ax.plot(range(len(ys)), ys, marker="o", label=d, linewidth=2.5 if d == "all" else 1.2)
+        ax.set_xticks(range(len(budgets)), ["none" if b is None else str(b) for b in budgets])
+        ax.set_xlabel("thinking budget (tokens)")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylim(-0.02, 1.02)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def headline(rows: list[dict], budget: int) -> str:
+    r = next((r for r in rows if r["domain"] == "all" and r["budget"] == budget), None)
+    ref = next((r for r in rows if r["domain"] == "all" and r["budget"] is None), None)
+    if r is None or ref is None:
+        return f"(no headline: the sweep needs budgets {budget} and none)"
+    saved, lost = r["tokens_saved_frac"], r["accuracy_lost"]
+    return (f"at B={budget}: {abs(100 * saved):.0f}% {'fewer' if saved >= 0 else 'MORE'} generated tokens "
+            f"than unlimited ({r['mean_total_tokens']:.1f} vs {ref['mean_total_tokens']:.1f}) for "
+            f"{abs(100 * lost):.1f} accuracy points {'lost' if lost >= 0 else 'gained'} ({100 * r['accuracy']:.1f}"
+            f" vs {100 * ref['accuracy']:.1f}); well-formed {r['well_formed']:.2f} vs {ref['well_formed']:.2f}")  # fmt: skip
+
+
+def sha256(path: Path) -> str | None:
+    f = path / "model.safetensors"
+    return hashlib.sha256(f.read_bytes()).hexdigest() if f.is_file() else None
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--checkpoint", default=None, help="HF checkpoint dir (default: tiny random model)")
-    ap.add_argument("--data", default=None, help="data dir with an rl/ view (default: synthetic sums)")
+    ap.add_argument("--run-dir", default=DEFAULT_RUN_DIR, help="pipeline run dir (default: %(default)s)")
+    ap.add_argument("--checkpoint", default=None, help="HF checkpoint dir (default: the run's final stage)")
+    ap.add_argument("--data", default=None, help="data dir with an rl/ view (default: <run-dir>/data)")
     ap.add_argument("--split", default="test")
-    ap.add_argument("--n", type=int, default=8, help="prompts (per category with --data)")
-    ap.add_argument("--budgets", default="0,4,8,16,none")
-    ap.add_argument("--max-tokens", type=int, default=32)
-    ap.add_argument(
-        "--grace", type=int, default=4, help="grace window (tiny-scale default; 500 at full scale)"
-    )
-    ap.add_argument("--batch-size", type=int, default=8)
-    ap.add_argument("--train-steps", type=int, default=0, help="first train the tiny model on synthetic sums")
-    ap.add_argument("--save", default=None, help="save the (trained) tiny model here as an HF checkpoint")
-    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "budget.json"))
+    ap.add_argument("--max-per-category", type=int, default=8)
+    ap.add_argument("--budgets", default="0,4,8,16,32,none")
+    ap.add_argument("--max-tokens", type=int, default=96)
+    ap.add_argument("--grace", type=int, default=4, help="grace window (tiny-scale; 500 at full scale)")
+    ap.add_argument("--batch-size", type=int, default=8, help="the batched throughput row")
+    ap.add_argument("--sweep-batch-size", type=int, default=16)
+    ap.add_argument("--tp-prompts", type=int, default=8, help="prompts in each throughput row")
+    ap.add_argument("--tp-budget", type=int, default=16, help="budget of the budgeted throughput rows")
+    ap.add_argument("--headline-budget", type=int, default=16)
+    ap.add_argument("--threads", default="2,1", help="torch thread counts for the throughput rows")
+    ap.add_argument("--reps", type=int, default=2, help="timed repeats per throughput row")
+    ap.add_argument("--sweep-threads", type=int, default=1)
+    ap.add_argument("--out-dir", default=str(Path(__file__).parent / "results"))
     args = ap.parse_args(argv)
-    torch.manual_seed(0)
-    if args.checkpoint:
-        from posttrain.models import load_model, load_tokenizer
+    try:
+        return run(args)
+    except PosttrainError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
 
-        model, tok, name = load_model(args.checkpoint), load_tokenizer(args.checkpoint), args.checkpoint
-    else:
-        from posttrain.config.schema import ModelConfig
-        from posttrain.models import build_tiny_model
 
-        (model, tok), name = build_tiny_model(ModelConfig()), "tiny-random (no checkpoint given)"
-        if args.train_steps:
-            t0 = time.perf_counter()
-            train_tiny(model, tok, args.train_steps)
-            name = f"tiny, {args.train_steps} steps on synthetic sums ({time.perf_counter() - t0:.0f} s)"
-    if args.save:
-        from posttrain.models import save_checkpoint
+def run(args: argparse.Namespace) -> int:
+    t_start = time.perf_counter()
+    ckpt = {"path": args.checkpoint, "stage": None} if args.checkpoint else final_checkpoint(args.run_dir)
+    if ckpt.get("unfinished_later_stages"):
+        print(f"warning: using {ckpt['stage_dir']}; later stages not done: {ckpt['unfinished_later_stages']}",
+              file=sys.stderr)  # fmt: skip
+    data = args.data or str(Path(args.run_dir) / "data")
 
-        save_checkpoint(model, tok, args.save)
-    rows = load_rows(args.data, args.split, args.n) if args.data else synthetic_rows(args.n)
+    import torch
+    import transformers
+
+    from posttrain.inference.sweep import budget_sweep, force_think, load_rows, parse_budgets, to_markdown
+    from posttrain.models import load_model, load_tokenizer
+
     budgets = parse_budgets(args.budgets)
+    torch.manual_seed(0)
+    tok = load_tokenizer(ckpt["path"], what="checkpoint")
+    model = load_model(ckpt["path"], what="checkpoint")
+    rows = load_rows(data, args.split, args.max_per_category)
+    counts = dict(
+        sorted({c: sum(r["category"] == c for r in rows) for c in {r["category"] for r in rows}}.items())
+    )
+    print(f"checkpoint {ckpt['path']} (stage {ckpt['stage']}); {len(rows)} prompts {counts}", file=sys.stderr)
+
     texts = [
         tok.apply_chat_template(force_think(r["prompt"]), add_generation_prompt=True, tokenize=False)
-        for r in rows
+        for r in interleave(rows, args.tp_prompts)
     ]
-    tp = [
-        throughput(model, tok, texts[:1], args.max_tokens, 1),
-        throughput(model, tok, texts, args.max_tokens, args.batch_size),
-    ]
-    per = []
-    for b in budgets:
-        t0 = time.perf_counter()
-        res = budget_sweep(
-            model, tok, rows, [b], max_tokens=args.max_tokens, grace=args.grace, batch_size=args.batch_size
-        )
-        dt = time.perf_counter() - t0
-        row = next(r for r in res if r["domain"] == "all")
-        per.append({**row, "seconds": dt, "tokens_per_s": row["mean_total_tokens"] * row["n"] / dt})
-    ref = next((r for r in per if r["budget"] is None), None)
-    for r in per:
-        if ref is not None:
-            r["tokens_saved"] = ref["mean_total_tokens"] - r["mean_total_tokens"]
-            r["tokens_saved_frac"] = (
-                r["tokens_saved"] / ref["mean_total_tokens"] if ref["mean_total_tokens"] else 0.0
-            )
-            r["accuracy_lost"] = ref["accuracy"] - r["accuracy"]
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"model": name, "data": args.data or "synthetic sums", "prompts": len(rows), "max_tokens": args.max_tokens,
-            "grace": args.grace, "torch_threads": torch.get_num_threads(), "machine": platform.machine(),
-            "cpus": os.cpu_count()}  # fmt: skip
-    out.write_text(json.dumps({**meta, "throughput": tp, "budgets": per}, indent=2) + "\n")
-    print(f"model: {name}; {len(rows)} prompts; max_tokens={args.max_tokens} grace={args.grace}\n")
-    print("| generation | batch | tokens/s |\n|---|---|---|")
-    for t in tp:
-        print(f"| plain greedy | {t['batch_size']} | {t['tokens_per_s']:.1f} |")
-    print(
-        "\n| budget | accuracy | accuracy lost | think tok | total tok | saved tok | saved % | well-formed | s | tok/s |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    for r in per:
-        saved = "-" if r["tokens_saved"] is None else f"{r['tokens_saved']:.1f}"
-        frac = "-" if r["tokens_saved_frac"] is None else f"{100 * r['tokens_saved_frac']:.0f}"
-        lost = "-" if r["accuracy_lost"] is None else f"{r['accuracy_lost']:.3f}"
-        print(f"| {'none' if r['budget'] is None else r['budget']} | {r['accuracy']:.3f} | {lost} | "
-              f"{r['mean_thinking_tokens']:.1f} | {r['mean_total_tokens']:.1f} | {saved} | {frac} | "
-              f"{r['well_formed']:.2f} | {r['seconds']:.1f} | {r['tokens_per_s']:.1f} |")  # fmt: skip
-    print(f"\nwrote {out}")
+    tp = []
+    load_start = os.getloadavg()
+    for th in (int(x) for x in str(args.threads).split(",")):
+        for bs in (1, args.batch_size):
+            for b in (None, args.tp_budget):
+                t = throughput(model, tok, texts, budget=b, batch_size=bs, threads=th, reps=args.reps,
+                               max_tokens=args.max_tokens, grace=args.grace)  # fmt: skip
+                tp.append(t)
+                print(
+                    f"threads {th} {t['generation']} batch {bs}: {t['tokens_per_s']:.1f} tok/s",
+                    file=sys.stderr,
+                )
+    torch.set_num_threads(args.sweep_threads)
+    t0, cpu0 = time.perf_counter(), time.process_time()
+    res = budget_sweep(model, tok, rows, budgets, max_tokens=args.max_tokens, grace=args.grace,
+                       batch_size=args.sweep_batch_size)  # fmt: skip
+    sweep_s, sweep_cpu = time.perf_counter() - t0, time.process_time() - cpu0
+
+    data_manifest = Path(data) / "manifest.json"
+    meta = {
+        "command": " ".join(["python", "bench/budget.py", *sys.argv[1:]]),
+        "machine": {"platform": platform.platform(), "machine": platform.machine(), "cpus": os.cpu_count(),
+                    "python": platform.python_version(), "torch": torch.__version__,
+                    "transformers": transformers.__version__, "loadavg_start": load_start,
+                    "loadavg_end": os.getloadavg()},
+        "run_dir": args.run_dir, "run_dir_default": DEFAULT_RUN_DIR,
+        "checkpoint": {**ckpt, "model_sha256": sha256(Path(ckpt["path"]))},
+        "data": data, "data_fingerprint": json.loads(data_manifest.read_text()).get("fingerprint")
+        if data_manifest.exists() else None,
+        "settings": {"split": args.split, "max_per_category": args.max_per_category, "prompts": len(rows),
+                     "prompts_per_category": counts, "budgets": budgets, "max_tokens": args.max_tokens,
+                     "grace": args.grace, "sweep_batch_size": args.sweep_batch_size, "decoding": "greedy",
+                     "reasoning": "on (/think forced)", "throughput_prompts": len(texts),
+                     "throughput_budget": args.tp_budget, "throughput_reps": args.reps,
+                     "sweep_threads": args.sweep_threads},
+        "sweep_seconds": sweep_s, "sweep_cpu_seconds": sweep_cpu,
+    }  # fmt: skip
+    head = headline(res, args.headline_budget)
+    meta["headline"] = head
+    meta["wall_seconds"] = time.perf_counter() - t_start
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "budget.json").write_text(json.dumps({**meta, "throughput": tp, "rows": res}, indent=2) + "\n")
+
+    lines = [
+        "# Thinking-budget benchmark",
+        "",
+        f"**{head}**",
+        "",
+        f"Checkpoint `{ckpt.get('manifest_checkpoint') or ckpt['path']}` (stage {ckpt['stage']}, fingerprint "
+        f"{(ckpt.get('fingerprint') or '-')[:10]}); data `{data}` split {args.split} (fingerprint "
+        f"{meta['data_fingerprint']}), {len(rows)} prompts {counts}; reasoning forced on, greedy; "
+        f"max_tokens={args.max_tokens}, grace={args.grace}; {meta['machine']['cpus']} CPUs (load average "
+        f"{load_start[0]:.1f} at start, {meta['machine']['loadavg_end'][0]:.1f} at end); sweep "
+        f"{sweep_s:.0f} s on {args.sweep_threads} thread(s), total {meta['wall_seconds']:.0f} s. Budgets are "
+        f"soft: a trace still open at B may run up to {args.grace} grace tokens more to end its line "
+        "(`respected_budget`: share that stayed within B); tokens are all generated tokens, trace + answer.",
+        "",
+        "## Generation throughput",
+        "",
+        f"Median of {args.reps} timed runs after a warm-up; CPU/wall below 1 per thread means waiting for a core.",
+        "",
+        "| torch threads | generation | batch | prompts | generated tokens | median wall s | CPU s / wall s "
+        "| tokens/s (median) | tokens/s (best) |",
+        "|---|---|---|---|---|---|---|---|---|",
+        *(f"| {t['threads']} | {t['generation']} | {t['batch_size']} | {t['prompts']} | {t['new_tokens']} | "
+          f"{statistics.median(t['seconds']):.1f} | {sum(t['cpu_seconds']) / sum(t['seconds']):.2f} | "
+          f"{t['tokens_per_s']:.1f} | {t['tokens_per_s_best']:.1f} |" for t in tp),
+        "",
+        "## Per budget, all domains",
+        "",
+        to_markdown([r for r in res if r["domain"] == "all"]).rstrip(),
+        "",
+        "## Per budget and domain",
+        "",
+        to_markdown([r for r in res if r["domain"] != "all"]).rstrip(),
+        "",
+    ]  # fmt: skip
+    (out / "budget.md").write_text("\n".join(lines))
+    plot(res, out / "budget.png")
+    print("\n".join(lines))
+    print(f"wrote {out / 'budget.json'}, {out / 'budget.md'}, {out / 'budget.png'}", file=sys.stderr)
     return 0
 
 
