@@ -30,9 +30,10 @@ install: $(STAMP)
 
 demo: install
 	$(BIN)/posttrain run pipeline=nano2_tiny run_dir=$(RUN_DIR)
-	@$(BIN)/posttrain report $(RUN_DIR) >/dev/null
-	@echo "== held-out eval: final model vs untrained init ($(RUN_DIR)/05_eval/eval.md; curves in $(RUN_DIR)/report/) =="
+	@echo "== held-out eval: final model vs baselines ($(RUN_DIR)/05_eval/eval.md; curves in $(RUN_DIR)/report/) =="
 	@head -n 17 $(RUN_DIR)/05_eval/eval.md
+	@echo "== what this run shows (posttrain report $(RUN_DIR) --claims) =="
+	@$(BIN)/posttrain report $(RUN_DIR) --claims | tail -n +2
 
 # pytest's exit code is kept in .pytest-rc so .ci/run can tell "no tests collected" (5) from failure.
 test: install

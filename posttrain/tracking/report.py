@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from posttrain import PosttrainError
+from posttrain.tracking.claims import checks_markdown, demo_checks
 
 KEY_METRICS = ("train_loss", "final_eval_loss", "eval_loss", "reward", "accuracy_on", "accuracy_off")
 _NOISE = re.compile(r"(runtime|per_second|flos|epoch|num_tokens|resumed_from|global_step)")
@@ -153,6 +154,9 @@ def render_report(run_dir: Path) -> dict[str, Path]:
             images += [f"### {d.name}", "", f"![{d.name} curves]({d.name}_curves.png)", ""]
     header = ["stage", "kind", "status", "wall s", "steps", "key metrics", "fingerprint", "W&B run"]
     lines = [f"# Run report: `{run_dir.resolve().name}`", "", "## Stages", "", *_table(header, rows)]
+    checks = demo_checks(run_dir)
+    if any(c["passed"] is not None for c in checks):
+        lines += ["", "## What this run shows", "", checks_markdown(checks)]
     lines += eval_tables(run_dir)
     if images:
         lines += ["", "## Training curves", "", *images]
@@ -166,6 +170,11 @@ def report_main(argv: list[str] | None = None) -> int:
     """``posttrain report <run_dir>``: render the report and print the markdown file's path."""
     parser = argparse.ArgumentParser(prog="posttrain report", description=render_report.__doc__)
     parser.add_argument("run_dir", type=Path, help="a pipeline run directory (run_dir=... of posttrain run)")
+    parser.add_argument(
+        "--claims", action="store_true", help="also print what the run shows (the demo's claims)"
+    )
     args = parser.parse_args(argv)
     print(render_report(args.run_dir)["report"])
+    if args.claims:
+        print(checks_markdown(demo_checks(args.run_dir)), end="")
     return 0
