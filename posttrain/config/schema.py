@@ -155,6 +155,11 @@ class EvalStageConfig(StageConfig):
     batch_size: int = _f(32, "Prompts per generation batch.")
     budget_tokens: int = _f(8, "Thinking budget of the `budget` mode (forced close after N tokens).")
     baselines: list[str] = _f([], "Other stages (or 'init') to evaluate side by side.")
+    sweep_budgets: list[Any] = _f(
+        [],
+        "Also run the budget sweep (`posttrain eval budget`) on the model at these budgets, e.g. [0,8,null].",
+    )
+    sweep_grace: int = _f(4, "Newline grace window (tokens) of the budget sweep.")
 
 
 STAGE_SCHEMAS: dict[str, type[StageConfig]] = {

@@ -18,7 +18,7 @@ from typing import Any
 
 from posttrain import PosttrainError
 from posttrain.inference.budget import DEFAULT_GRACE_TOKENS, generate_budgeted
-from posttrain.inference.generate import with_reasoning_mode
+from posttrain.inference.generate import render_prompts, with_reasoning_mode
 
 USAGE = (
     "posttrain eval budget <checkpoint> budgets=[0,8,16,32,64,128,none] out=<dir> data=<data dir> "
@@ -103,10 +103,7 @@ def budget_sweep(
     check_budgets(budgets, max_tokens)
     if grace < 0:
         raise PosttrainError(f"grace: must be >= 0, got {grace}")
-    texts = [
-        tok.apply_chat_template(force_think(r["prompt"]), add_generation_prompt=True, tokenize=False)
-        for r in rows
-    ]
+    texts = render_prompts(tok, [force_think(r["prompt"]) for r in rows], [r.get("tools") for r in rows])
     per: dict[tuple[Any, str], dict[str, list[float]]] = {}
     for b in budgets:
         outs = generate_budgeted(

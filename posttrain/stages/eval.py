@@ -7,19 +7,22 @@ budget forced at ``budget_tokens`` and the trace closed, as at inference with a 
 well-formed *and* finished: the think block follows the mode and the answer ends with EOS within
 ``max_new_tokens``; an untrained model's endless text is not well-formed), mean thinking tokens and
 mean generated tokens. Safety adds refusal rate on harmful prompts and over-refusal on benign ones.
-Greedy decoding throughout.
+Greedy decoding throughout. With ``sweep_budgets`` the stage also writes the budget sweep of
+``posttrain eval budget`` (accuracy, tokens, well-formed share per budget and domain) to ``budget/``.
 """
 
 from __future__ import annotations
 
 import json
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from posttrain.inference.budget import generate_budgeted
 from posttrain.inference.generate import render_prompts, with_reasoning_mode
+from posttrain.inference.sweep import budget_sweep, check_budgets, parse_budgets, write_report
 from posttrain.models import load_model, load_tokenizer
 from posttrain.pipeline.manifest import write_json_atomic
 from posttrain.rewards import score
@@ -118,6 +121,9 @@ def run(cfg, inputs: StageInputs) -> StageOutputs:
             budget=cfg.budget_tokens,
             batch_size=cfg.batch_size,
         )
+    outputs = {"report": str(inputs.stage_dir / "eval.md")}
+    if cfg.sweep_budgets:
+        outputs["budget_sweep"] = str(sweep(cfg, inputs, rows))
     write_json_atomic(inputs.stage_dir / "eval.json", results)
     (inputs.stage_dir / "eval.md").write_text(to_markdown(results))
     metrics = {k: v for k, v in results["model"].items() if "/" not in k}
@@ -125,6 +131,17 @@ def run(cfg, inputs: StageInputs) -> StageOutputs:
         if name != "model":
             metrics.update({f"{name}.{k}": v for k, v in results[name].items() if "/" not in k})
     ckpt = link_checkpoint(inputs.checkpoint, inputs.checkpoint_dir)
-    return StageOutputs(
-        checkpoint=ckpt, metrics=metrics, outputs={"report": str(inputs.stage_dir / "eval.md")}
-    )
+    return StageOutputs(checkpoint=ckpt, metrics=metrics, outputs=outputs)
+
+
+def sweep(cfg, inputs: StageInputs, rows: list[dict]) -> Path:
+    """The budget sweep of ``posttrain eval budget`` on the same held-out rows; returns its markdown path."""
+    budgets = parse_budgets(list(cfg.sweep_budgets))
+    check_budgets(budgets, cfg.max_new_tokens)
+    model = load_model(inputs.checkpoint, dtype=inputs.dtype, trust_remote_code=inputs.trust_remote_code)
+    tok = load_tokenizer(inputs.checkpoint, trust_remote_code=inputs.trust_remote_code)
+    res = budget_sweep(model, tok, rows, budgets, max_tokens=cfg.max_new_tokens, grace=cfg.sweep_grace,
+                       batch_size=cfg.batch_size)  # fmt: skip
+    meta = {"checkpoint": inputs.checkpoint, "split": cfg.split, "budgets": budgets,
+            "max_tokens": cfg.max_new_tokens, "grace": cfg.sweep_grace, "n_prompts": len(rows)}  # fmt: skip
+    return write_report(res, inputs.stage_dir / "budget", meta)["md"]

@@ -67,6 +67,10 @@ def test_full_chain_runs_and_writes_contract(smoke_run):
         and ms["dpo"]["metrics"]["pairs"] == ms["preference"]["metrics"]["pairs"]
     )
     assert "format_on" in ms["eval"]["metrics"] and "init.format_on" in ms["eval"]["metrics"]
+    assert "sft.format_on" in ms["eval"]["metrics"]  # a stage name as a baseline
+    sweep = json.loads((smoke_run / "05_eval" / "budget" / "budget.json").read_text())  # sweep_budgets
+    assert {(r["budget"], r["domain"]) for r in sweep["rows"]} >= {(0, "all"), (4, "all"), (None, "all")}
+    assert all(r["mean_thinking_tokens"] == 0 for r in sweep["rows"] if r["budget"] == 0)
     assert (smoke_run / "05_eval" / "eval.md").exists() and (smoke_run / "01_sft" / "metrics.jsonl").exists()
     status = subprocess.run([sys.executable, "-m", "posttrain.cli", "status", str(smoke_run), "--json"],
                             capture_output=True, text=True, check=True)  # fmt: skip
