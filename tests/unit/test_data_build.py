@@ -224,7 +224,8 @@ def test_recipe_yamls_compose_to_recipe_configs():
 
     node = compose(["data=nano2_tiny"]).data
     tiny = OmegaConf.to_object(node)
-    assert isinstance(tiny, RecipeConfig) and tiny == RecipeConfig() == as_config(node)
+    expected = RecipeConfig(truncate_fraction=0.25, truncate_budget=[1, 32])  # the tiny-scale departure
+    assert isinstance(tiny, RecipeConfig) and tiny == expected == as_config(node)
     full = OmegaConf.to_object(compose(["data=nano2"]).data)
     assert isinstance(full, RecipeConfig) and full.name == "nano2" and full.truncate_budget == [1024, 2048]
     assert all(isinstance(s, SourceConfig) for s in full.sources) and len(full.sources) == 9
