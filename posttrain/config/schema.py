@@ -117,7 +117,10 @@ class DPOStageConfig(TrainStageConfig):
     kind: str = "dpo"
     dataset_from: str = _f("preference", "Stage whose preference dataset to train on.")
     beta: float = _f(0.1, "DPO temperature beta.")
-    loss_type: str = _f("sigmoid", "TRL DPO loss type.")
+    loss_type: str = _f(
+        "sigmoid", "TRL DPO loss type; several joined by + are summed, e.g. sigmoid+sft (RPO-style NLL)."
+    )
+    loss_weights: list[float] = _f([], "Weights of the +-joined loss types (empty: all 1).")
     max_length: int = _f(384, "Max prompt+completion tokens.")
     learning_rate: float = _f(2e-4, "Peak learning rate.")
     max_steps: int = _f(30, "Optimizer steps.")

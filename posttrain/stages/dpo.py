@@ -41,7 +41,13 @@ def run(cfg, inputs: StageInputs) -> StageOutputs:
     model, tok = load_policy(inputs)
     pairs = load_pairs(cfg, inputs)
     args = common_trainer_args(cfg, inputs)
-    args.update(beta=cfg.beta, loss_type=[cfg.loss_type], max_length=cfg.max_length)
+    loss_type = [t.strip() for t in cfg.loss_type.split("+") if t.strip()]
+    if cfg.loss_weights and len(cfg.loss_weights) != len(loss_type):
+        raise PosttrainError(
+            f"stage.{inputs.name}.loss_weights: {len(cfg.loss_weights)} weights for loss types {loss_type}"
+        )
+    args.update(beta=cfg.beta, loss_type=loss_type, max_length=cfg.max_length)
+    args.update(loss_weights=list(cfg.loss_weights) or None)
     trainer = DPOTrainer(
         model=model,
         args=make_config(DPOConfig, args, inputs.name),

@@ -10,6 +10,7 @@ import torch
 from datasets import Dataset
 from stage_helpers import make_inputs, structured
 
+from posttrain import PosttrainError
 from posttrain.config.schema import DPOStageConfig, MergeStageConfig, SFTStageConfig
 from posttrain.models import load_model
 from posttrain.stages import dpo, merge, sft
@@ -48,13 +49,18 @@ def test_sft_nan_loss_stops_with_clear_message(tmp_path, init_ckpt, sft_data):
         _sft(tmp_path, init_ckpt, sft_data, steps=3, trainer_args={"learning_rate": float("inf")})
 
 
-def test_dpo_loss_at_step_one_is_ln2(tmp_path, init_ckpt, sft_data):
+def _dpo_inputs(tmp_path, init_ckpt, sft_data):
     pairs = [{"prompt": f"<SPECIAL_11>User\nq{i}<SPECIAL_12>\n<SPECIAL_11>Assistant\n<think></think>",
               "chosen": f"yes {i}", "rejected": f"no {i}", "category": "math", "reasoning": "off"} for i in range(16)]  # fmt: skip
     pref_dir = tmp_path / "pref"
     Dataset.from_list(pairs).save_to_disk(str(pref_dir / "pairs"))
     inputs = make_inputs(tmp_path, init_ckpt, sft_data, name="dpo", datasets={"preference": pref_dir})
     inputs.callbacks = [MetricsCallback(inputs.stage_dir, "dpo")]
+    return inputs
+
+
+def test_dpo_loss_at_step_one_is_ln2(tmp_path, init_ckpt, sft_data):
+    inputs = _dpo_inputs(tmp_path, init_ckpt, sft_data)
     cfg = structured(
         DPOStageConfig, max_steps=2, logging_steps=1, save_steps=100, per_device_train_batch_size=4
     )
@@ -62,6 +68,27 @@ def test_dpo_loss_at_step_one_is_ln2(tmp_path, init_ckpt, sft_data):
     first = read_metrics(inputs.stage_dir / "metrics.jsonl")[0]
     assert first["loss"] == pytest.approx(math.log(2), abs=1e-4)
     assert out.metrics["pairs"] == 16
+
+
+@pytest.mark.parametrize("weights", [[1.0, 0.0], [1.0, 1.0]])
+def test_dpo_combined_losses_add_the_weighted_nll(tmp_path, init_ckpt, sft_data, weights):
+    """``loss_type=sigmoid+sft``: step-1 loss = ln 2 + w_sft * NLL(chosen), ~ln(vocab) at random init."""
+    inputs = _dpo_inputs(tmp_path, init_ckpt, sft_data)
+    cfg = structured(DPOStageConfig, max_steps=1, logging_steps=1, save_steps=100, per_device_train_batch_size=4,
+                     loss_type="sigmoid+sft", loss_weights=weights)  # fmt: skip
+    dpo.run(cfg, inputs)
+    first = read_metrics(inputs.stage_dir / "metrics.jsonl")[0]["loss"]
+    if weights[1] == 0:
+        assert first == pytest.approx(math.log(2), abs=1e-4)
+    else:
+        assert first > math.log(2) + 5, first
+
+
+def test_dpo_loss_weights_must_match_loss_types(tmp_path, init_ckpt, sft_data):
+    inputs = _dpo_inputs(tmp_path, init_ckpt, sft_data)
+    cfg = structured(DPOStageConfig, max_steps=1, loss_type="sigmoid", loss_weights=[1.0, 1.0])
+    with pytest.raises(PosttrainError, match="stage.dpo.loss_weights"):
+        dpo.run(cfg, inputs)
 
 
 def test_merge_interpolates(tmp_path, init_ckpt, sft_data):
