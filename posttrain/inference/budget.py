@@ -31,8 +31,9 @@ from typing import Any
 from weakref import WeakKeyDictionary
 
 import torch
-from tqdm.auto import tqdm
 from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
+
+from posttrain.inference.generate import batch_starts
 
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 TEMPLATE_CLOSE = "\n</think>\n"
@@ -135,10 +136,7 @@ class _Runner:
         self.progress = progress
 
     def batches(self, n: int, phase: str):
-        """Batch start offsets, with a progress bar when ``progress`` names the work."""
-        starts = range(0, n, self.batch_size)
-        desc = f"{self.progress} ({phase})" if self.progress else None
-        return tqdm(starts, desc=desc, disable=desc is None or len(starts) < 2, leave=False, unit="batch")
+        return batch_starts(n, self.batch_size, f"{self.progress} ({phase})" if self.progress else None)
 
     @torch.no_grad()
     def generate(

@@ -59,6 +59,14 @@ def render_prompts(tok, prompts: list[Any], tools: list[Any] | None = None) -> l
     return out
 
 
+def batch_starts(n: int, batch_size: int, progress: str | None = None):
+    """Start offsets of the batches over ``n`` items, with a progress bar when ``progress`` names the work."""
+    from tqdm.auto import tqdm
+
+    starts = range(0, n, batch_size)
+    return tqdm(starts, desc=progress, disable=not progress or len(starts) < 2, leave=False, unit="batch")
+
+
 @torch.no_grad()
 def generate_texts(
     model,
@@ -78,15 +86,12 @@ def generate_texts(
     (``<think>``/``</think>`` and tool markers are non-special and survive). ``progress`` (a label)
     shows a progress bar over batches.
     """
-    from tqdm.auto import tqdm
-
     model.eval()
     old_side = tok.padding_side
     tok.padding_side = "left"
     results: list[list[str]] = []
     try:
-        starts = range(0, len(texts), batch_size)
-        for start in tqdm(starts, desc=progress, disable=not progress or len(starts) < 2, leave=False):
+        for start in batch_starts(len(texts), batch_size, progress):
             chunk = texts[start : start + batch_size]
             enc = tok(chunk, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
             sample = temperature > 0

@@ -109,6 +109,10 @@ def run(cfg, inputs: StageInputs) -> StageOutputs:
     targets = {"model": inputs.checkpoint} | {
         k.split(":", 1)[1]: v for k, v in inputs.checkpoints.items() if k.startswith("baseline:")
     }
+    budgets = parse_budgets(list(cfg.sweep_budgets)) if cfg.sweep_budgets else None
+    if budgets:
+        check_budgets(budgets, cfg.max_new_tokens)  # a bad budget fails before any generation
+    outputs = {"report": str(inputs.stage_dir / "eval.md")}
     results = {}
     for name, ckpt in targets.items():
         model = load_model(ckpt, dtype=inputs.dtype, trust_remote_code=inputs.trust_remote_code)
@@ -121,9 +125,8 @@ def run(cfg, inputs: StageInputs) -> StageOutputs:
             budget=cfg.budget_tokens,
             batch_size=cfg.batch_size,
         )
-    outputs = {"report": str(inputs.stage_dir / "eval.md")}
-    if cfg.sweep_budgets:
-        outputs["budget_sweep"] = str(sweep(cfg, inputs, rows))
+        if name == "model" and budgets:
+            outputs["budget_sweep"] = str(sweep(cfg, inputs, model, tok, rows, budgets))
     write_json_atomic(inputs.stage_dir / "eval.json", results)
     (inputs.stage_dir / "eval.md").write_text(to_markdown(results))
     metrics = {k: v for k, v in results["model"].items() if "/" not in k}
@@ -134,12 +137,8 @@ def run(cfg, inputs: StageInputs) -> StageOutputs:
     return StageOutputs(checkpoint=ckpt, metrics=metrics, outputs=outputs)
 
 
-def sweep(cfg, inputs: StageInputs, rows: list[dict]) -> Path:
+def sweep(cfg, inputs: StageInputs, model, tok, rows: list[dict], budgets: list[int | None]) -> Path:
     """The budget sweep of ``posttrain eval budget`` on the same held-out rows; returns its markdown path."""
-    budgets = parse_budgets(list(cfg.sweep_budgets))
-    check_budgets(budgets, cfg.max_new_tokens)
-    model = load_model(inputs.checkpoint, dtype=inputs.dtype, trust_remote_code=inputs.trust_remote_code)
-    tok = load_tokenizer(inputs.checkpoint, trust_remote_code=inputs.trust_remote_code)
     res = budget_sweep(model, tok, rows, budgets, max_tokens=cfg.max_new_tokens, grace=cfg.sweep_grace,
                        batch_size=cfg.batch_size)  # fmt: skip
     meta = {"checkpoint": inputs.checkpoint, "split": cfg.split, "budgets": budgets,
