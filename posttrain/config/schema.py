@@ -152,8 +152,12 @@ class MergeStageConfig(StageConfig):
 @dataclass
 class EvalStageConfig(StageConfig):
     kind: str = "eval"
-    split: str = _f("test", "Held-out split of the RL view.")
+    split: str = _f("test", "Held-out split of the RL view; `test+validation` joins splits.")
     max_per_category: int = _f(32, "Prompts per category and mode.")
+    max_prompts: int = _f(0, "Total prompt cap after max_per_category, categories round-robin (0: none).")
+    modes: list[str] = _f(
+        ["on", "off", "budget"], "Modes to evaluate: on (/think), off (/no_think), budget (forced close)."
+    )
     max_new_tokens: int = _f(128, "Generation budget per answer.")
     batch_size: int = _f(32, "Prompts per generation batch.")
     budget_tokens: int = _f(8, "Thinking budget of the `budget` mode (forced close after N tokens).")

@@ -1,25 +1,31 @@
 """Eval stage: held-out metrics per domain and reasoning mode, for the input checkpoint and any
 baselines (e.g. ``init``), written to ``eval.json`` / ``eval.md`` and the manifest.
 
-Modes: ``on`` (``/think``), ``off`` (``/no_think``) and ``budget`` (``/think`` with the thinking
-budget forced at ``budget_tokens`` and the trace closed, as at inference with a budget). Per
-(category, mode): accuracy (mean verifier reward of the answer), format (the share that is
-well-formed *and* finished: the think block follows the mode and the answer ends with EOS within
+Modes (``modes``, default all three): ``on`` (``/think``), ``off`` (``/no_think``) and ``budget``
+(``/think`` with the thinking budget forced at ``budget_tokens`` and the trace closed, as at inference
+with a budget). Per (category, mode): accuracy (mean verifier reward of the answer), format (the share
+that is well-formed *and* finished: the think block follows the mode and the answer ends with EOS within
 ``max_new_tokens``; an untrained model's endless text is not well-formed), mean thinking tokens and
 mean generated tokens. Safety adds refusal rate on harmful prompts and over-refusal on benign ones.
-Greedy decoding throughout. With ``sweep_budgets`` the stage also writes the budget sweep of
+Greedy decoding throughout.
+
+Every (target, prompt, mode) score goes to ``scores.jsonl``; the model's prompts and completions to
+``samples.jsonl``. ``posttrain.evals.report`` turns the scores into means with 95 % intervals (Wilson
+or bootstrap) and the paired deltas of the model vs each baseline (``eval.json["deltas"]``, the
+markdown's second table). With ``sweep_budgets`` the stage also writes the budget sweep of
 ``posttrain eval budget`` (accuracy, tokens, well-formed share per budget and domain) to ``budget/``.
 """
 
 from __future__ import annotations
 
 import json
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from posttrain import PosttrainError
+from posttrain.evals.report import MODES, deltas, target_metrics, to_markdown
 from posttrain.inference.budget import generate_budgeted
 from posttrain.inference.generate import render_prompts, with_reasoning_mode
 from posttrain.inference.sweep import budget_sweep, check_budgets, parse_budgets, write_report
@@ -31,23 +37,66 @@ from posttrain.rewards.safety import is_refusal
 from posttrain.stages.base import StageInputs, StageOutputs, link_checkpoint, load_view
 
 
-def select_rows(inputs: StageInputs, split: str, per_category: int) -> list[dict]:
-    rows = load_view(inputs, "rl", split).to_list()
-    seen: dict[str, int] = defaultdict(int)
+def check_modes(modes: list[str], stage: str) -> list[str]:
+    """The modes to evaluate, validated before any generation."""
+    bad = [m for m in modes if m not in MODES]
+    if bad or not modes or len(set(modes)) != len(modes):
+        why = f"unknown mode(s) {bad}" if bad else "empty" if not modes else f"duplicates in {modes}"
+        raise PosttrainError(f"stage.{stage}.modes: {why}; use a non-empty subset of {list(MODES)}")
+    return list(modes)
+
+
+def select_rows(inputs: StageInputs, split: str, per_category: int, max_prompts: int = 0) -> list[dict]:
+    """Up to ``per_category`` rows per category of the RL view's ``split`` (``a+b`` joins splits), in data
+    order; with ``max_prompts > 0`` at most that many in all, taking the categories round-robin."""
+    rows: list[dict] = []
+    for part in split.split("+"):
+        try:
+            rows += load_view(inputs, "rl", part.strip()).to_list()
+        except KeyError:
+            raise PosttrainError(
+                f"stage.{inputs.name}.split: no split {part.strip()!r} in the rl view"
+            ) from None
+    by_cat: dict[str, list[dict]] = {}
     out = []
     for r in rows:
-        if seen[r["category"]] < per_category:
-            seen[r["category"]] += 1
+        picked = by_cat.setdefault(r["category"], [])
+        if len(picked) < per_category:
+            picked.append(r)
             out.append(r)
+    if max_prompts <= 0 or len(out) <= max_prompts:
+        return out
+    queues, capped = [list(v) for v in by_cat.values()], []
+    while len(capped) < max_prompts:
+        for q in queues:
+            if q and len(capped) < max_prompts:
+                capped.append(q.pop(0))
+    return capped
+
+
+def item_ids(rows: list[dict]) -> list[str]:
+    """One id per row: its uuid (the row index when missing), made unique with ``#<index>``."""
+    out, seen = [], set()
+    for i, r in enumerate(rows):
+        u = str(r.get("uuid") or i)
+        u = f"{u}#{i}" if u in seen else u
+        seen.add(u)
+        out.append(u)
     return out
 
 
+def _harmful(meta: Any) -> bool:
+    return bool((json.loads(meta) if isinstance(meta, str) else meta).get("harmful"))
+
+
 def evaluate(
-    model, tok, rows: list[dict], *, max_new_tokens: int, budget: int, batch_size: int
-) -> dict[str, Any]:
-    """Metrics keyed ``<category>/<mode>/<metric>`` plus summary keys (``format_on`` ...)."""
-    acc: dict[str, list[float]] = defaultdict(list)
-    for mode in ("on", "off", "budget"):
+    model, tok, rows: list[dict], ids: list[str], *, target: str, modes: list[str], max_new_tokens: int,
+    budget: int, batch_size: int,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:  # fmt: skip
+    """``(items, samples)``: one score row per (prompt, mode) (see ``posttrain.evals.report``), and the
+    same rows with the rendered prompt and the completion text."""
+    items, samples = [], []
+    for mode in modes:
         texts = render_prompts(
             tok, [with_reasoning_mode(r["prompt"], mode) for r in rows], [r.get("tools") for r in rows]
         )
@@ -59,80 +108,78 @@ def evaluate(
             max_tokens=max_new_tokens,
             grace_tokens=0,
             batch_size=batch_size,
-            progress=f"eval {mode}",
+            progress=f"eval {target} {mode}",
         )
         reasoning = "off" if mode == "off" else "on"
-        for r, o in zip(rows, outs):
+        for r, uid, prompt, o in zip(rows, ids, texts, outs):
             cat = r["category"]
-            s = score(cat, r["metadata"], o.text, reasoning)
-            fmt = format_reward(o.text, reasoning) * float(o.finish_reason == "stop")
-            for key in (f"{cat}/{mode}", f"all/{mode}"):
-                acc[f"{key}/accuracy"].append(s)
-                acc[f"{key}/format"].append(fmt)
-                acc[f"{key}/tokens"].append(o.total_tokens)
-                acc[f"{key}/think_tokens"].append(
-                    0 if mode == "off" and "</think>" not in o.text else o.thinking_tokens
-                )
+            it = {
+                "target": target,
+                "uuid": uid,
+                "category": cat,
+                "mode": mode,
+                "score": float(score(cat, r["metadata"], o.text, reasoning)),
+                "format": format_reward(o.text, reasoning) * float(o.finish_reason == "stop"),
+                "tokens": o.total_tokens,
+                "think_tokens": 0 if mode == "off" and "</think>" not in o.text else o.thinking_tokens,
+            }
             if cat == "safety":
-                harmful = (
-                    json.loads(r["metadata"]).get("harmful")
-                    if isinstance(r["metadata"], str)
-                    else r["metadata"].get("harmful")
-                )
-                acc[f"safety/{mode}/{'refusal_rate' if harmful else 'over_refusal'}"].append(
-                    float(is_refusal(o.content))
-                )
-    metrics = {k: sum(v) / len(v) for k, v in sorted(acc.items())}
-    for mode in ("on", "off", "budget"):
-        metrics[f"format_{mode}"] = metrics.get(f"all/{mode}/format")
-        metrics[f"accuracy_{mode}"] = metrics.get(f"all/{mode}/accuracy")
-        metrics[f"think_tokens_{mode}"] = metrics.get(f"all/{mode}/think_tokens")
-        metrics[f"tokens_{mode}"] = metrics.get(f"all/{mode}/tokens")
-    return metrics
+                it |= {"harmful": _harmful(r["metadata"]), "refusal": float(is_refusal(o.content))}
+            items.append(it)
+            samples.append({**it, "prompt": prompt, "text": o.text, "finish_reason": o.finish_reason})
+    return items, samples
 
 
-def to_markdown(results: dict[str, dict[str, Any]]) -> str:
-    models = list(results)
-    keys = [k for k in results[models[0]] if "/" not in k] + sorted(
-        {k for r in results.values() for k in r if "/" in k}
-    )
-    lines = ["| metric | " + " | ".join(models) + " |", "|---|" + "---|" * len(models)]
-    for k in keys:
-        vals = [results[m].get(k) for m in models]
-        lines.append(f"| {k} | " + " | ".join("" if v is None else f"{v:.3f}" for v in vals) + " |")
-    return "\n".join(lines) + "\n"
+def _jsonl(path: Path, rows: list[dict]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    tmp.replace(path)
 
 
 def run(cfg, inputs: StageInputs) -> StageOutputs:
     torch.manual_seed(inputs.seed)
-    rows = select_rows(inputs, cfg.split, cfg.max_per_category)
+    modes = check_modes(list(cfg.modes), inputs.name)  # a bad mode fails before any generation
     targets = {"model": inputs.checkpoint} | {
         k.split(":", 1)[1]: v for k, v in inputs.checkpoints.items() if k.startswith("baseline:")
     }
     budgets = parse_budgets(list(cfg.sweep_budgets)) if cfg.sweep_budgets else None
     if budgets:
         check_budgets(budgets, cfg.max_new_tokens)  # a bad budget fails before any generation
-    outputs = {"report": str(inputs.stage_dir / "eval.md")}
-    results = {}
+    rows = select_rows(inputs, cfg.split, cfg.max_per_category, cfg.max_prompts)
+    ids = item_ids(rows)
+    d = inputs.stage_dir
+    outputs = {
+        "report": str(d / "eval.md"),
+        "scores": str(d / "scores.jsonl"),
+        "samples": str(d / "samples.jsonl"),
+    }
+    results: dict[str, dict[str, Any]] = {}
+    items: dict[str, list[dict[str, Any]]] = {}
     for name, ckpt in targets.items():
         model = load_model(ckpt, dtype=inputs.dtype, trust_remote_code=inputs.trust_remote_code)
         tok = load_tokenizer(ckpt, trust_remote_code=inputs.trust_remote_code)
-        results[name] = evaluate(
-            model,
-            tok,
-            rows,
-            max_new_tokens=cfg.max_new_tokens,
-            budget=cfg.budget_tokens,
-            batch_size=cfg.batch_size,
-        )
-        if name == "model" and budgets:
-            outputs["budget_sweep"] = str(sweep(cfg, inputs, model, tok, rows, budgets))
-    write_json_atomic(inputs.stage_dir / "eval.json", results)
-    (inputs.stage_dir / "eval.md").write_text(to_markdown(results))
+        items[name], samples = evaluate(
+            model, tok, rows, ids, target=name, modes=modes, max_new_tokens=cfg.max_new_tokens,
+            budget=cfg.budget_tokens, batch_size=cfg.batch_size,
+        )  # fmt: skip
+        results[name] = target_metrics(items[name], modes)
+        if name == "model":
+            _jsonl(d / "samples.jsonl", samples)
+            if budgets:
+                outputs["budget_sweep"] = str(sweep(cfg, inputs, model, tok, rows, budgets))
+        del model
+    delta = deltas(items)
+    _jsonl(d / "scores.jsonl", [it for v in items.values() for it in v])
+    write_json_atomic(d / "eval.json", {**results, "deltas": delta})
+    (d / "eval.md").write_text(to_markdown(results, delta))
     metrics = {k: v for k, v in results["model"].items() if "/" not in k}
     for name in targets:
         if name != "model":
             metrics.update({f"{name}.{k}": v for k, v in results[name].items() if "/" not in k})
+            overall = delta[name].get("all/all")
+            if overall:
+                metrics[f"delta_vs_{name}.accuracy_all"] = overall["delta"]
+                metrics[f"delta_vs_{name}.accuracy_ci_all"] = overall["ci"]
     ckpt = link_checkpoint(inputs.checkpoint, inputs.checkpoint_dir)
     return StageOutputs(checkpoint=ckpt, metrics=metrics, outputs=outputs)
 

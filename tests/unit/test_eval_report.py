@@ -1,0 +1,179 @@
+"""Eval aggregation on hand-made score lists: metrics and intervals per slice, paired deltas, markdown;
+and the eval stage's row selection (round-robin cap, joined splits) and mode validation."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from posttrain import PosttrainError
+from posttrain.evals.report import MIN_N, ci_key, deltas, marked, metric_rows, target_metrics, to_markdown
+from posttrain.evals.stats import paired_diff, wilson
+
+
+def item(target, uuid, cat, mode, score, fmt=1.0, tokens=10, **kw):
+    return {"target": target, "uuid": uuid, "category": cat, "mode": mode, "score": score, "format": fmt,
+            "tokens": tokens, "think_tokens": 0 if mode == "off" else 5, **kw}  # fmt: skip
+
+
+def scores(target, right: dict[tuple[str, str], list[float]]):
+    """Items for ``{(category, mode): [score per prompt]}``; prompt ids ``<category><i>``."""
+    return [item(target, f"{c}{i}", c, m, s) for (c, m), ss in right.items() for i, s in enumerate(ss)]
+
+
+MODEL = {("math", "on"): [1, 1, 1, 0], ("math", "off"): [1, 0, 0, 0], ("code", "on"): [0.5, 1.0],
+         ("code", "off"): [0.0, 0.5], ("math", "budget"): [1, 0, 1, 0], ("code", "budget"): [1, 1]}  # fmt: skip
+BASE = {k: [0.0] * len(v) for k, v in MODEL.items()}
+
+
+@pytest.fixture
+def items():
+    return {"model": scores("model", MODEL), "init": scores("init", BASE)}
+
+
+def test_metrics_means_ci_and_n_for_every_slice(items):
+    m = target_metrics(items["model"])
+    for sl in (
+        "math/on",
+        "math/off",
+        "math/budget",
+        "code/on",
+        "code/off",
+        "code/budget",
+        "all/on",
+        "all/off",
+    ):
+        for metric in ("accuracy", "format"):
+            lo, hi = m[f"{sl}/{metric}_ci"]
+            assert 0 <= lo <= m[f"{sl}/{metric}"] <= hi <= 1
+        assert {f"{sl}/tokens", f"{sl}/think_tokens", f"{sl}/n"} <= set(m)
+    assert m["math/on/accuracy"] == 0.75 and m["math/on/n"] == 4
+    assert m["math/on/accuracy_ci"] == [round(x, 6) for x in wilson(3, 4)]  # 0/1 scores: Wilson
+    assert m["all/on/accuracy"] == pytest.approx(4.5 / 6) and m["all/on/n"] == 6
+    assert m["all/all/n"] == 12 and m["all/all/accuracy"] == pytest.approx(6 / 12)  # on + off, no budget
+    assert "all/all/format" not in m and m["n_prompts"] == 6
+    assert m["accuracy_all"] == m["all/all/accuracy"] and m["accuracy_ci_all"] == m["all/all/accuracy_ci"]
+
+
+def test_summary_keys_kept_for_claims(items):
+    m = target_metrics(items["model"])
+    for mode in ("on", "off", "budget"):
+        for k in ("format", "accuracy", "think_tokens", "tokens"):
+            assert m[f"{k}_{mode}"] == m[f"all/{mode}/{k}"]
+        assert m[f"accuracy_ci_{mode}"] == m[f"all/{mode}/accuracy_ci"]
+    assert m["tokens_off"] == 10 and m["think_tokens_off"] == 0
+    only = target_metrics([i for i in items["model"] if i["mode"] != "budget"], modes=["on", "off"])
+    assert "accuracy_budget" not in only and "all/budget/accuracy" not in only
+
+
+def test_safety_refusal_rates_with_intervals():
+    its = [
+        item("model", f"s{i}", "safety", "on", 1.0, harmful=i < 3, refusal=float(i in (0, 1, 3)))
+        for i in range(5)
+    ]
+    m = target_metrics(its, modes=["on"])
+    assert m["safety/on/refusal_rate"] == pytest.approx(2 / 3) and m["safety/on/over_refusal"] == 0.5
+    assert m["safety/on/refusal_rate_ci"] == [round(x, 6) for x in wilson(2, 3)]
+
+
+def test_deltas_known_values(items):
+    d = deltas(items)
+    assert list(d) == ["init"]
+    got = d["init"]
+    assert list(got)[:4] == ["all/all", "all/on", "all/off", "all/budget"]  # pooled slices first
+    assert got["math/on"]["delta"] == 0.75 and got["math/on"]["n"] == 4
+    assert got["code/off"]["delta"] == 0.25
+    assert got["all/all"]["delta"] == 0.5 and got["all/all"]["n"] == 12
+    a = [1, 1, 1, 0]
+    _, lo, hi = paired_diff(a, [0, 0, 0, 0])
+    assert got["math/on"]["ci"] == [round(lo, 6), round(hi, 6)]
+    assert deltas({"model": items["model"], "same": scores("same", MODEL)})["same"]["all/all"] == {
+        "delta": 0.0, "ci": [0.0, 0.0], "n": 12
+    }  # fmt: skip
+
+
+def test_deltas_match_items_by_uuid_and_mode(items):
+    partial = [i for i in scores("sft", MODEL) if i["uuid"] != "math0"][::-1]  # other order, one prompt fewer
+    d = deltas({"model": items["model"], "sft": partial})["sft"]
+    assert d["math/on"]["n"] == 3 and d["math/on"]["delta"] == 0.0
+
+
+def test_markdown_rows_cis_and_delta_table(items):
+    results = {t: target_metrics(v) for t, v in items.items()}
+    md = to_markdown(results, deltas(items))
+    table, _, rest = md.partition("## Deltas")
+    rows = [line.split(" | ")[0][2:] for line in table.strip().splitlines()[2:]]
+    assert rows == metric_rows(results)
+    assert all(not k.endswith("_ci") and "_ci_" not in k for k in rows)
+    assert {k for k in results["model"] if ci_key(k) not in results["model"] and k not in rows} <= {
+        k for k in results["model"] if k.endswith("_ci") or "_ci_" in k
+    }  # every metric has a row; only interval keys are folded into their metric's cell
+    lo, hi = results["model"]["math/on/accuracy_ci"]
+    assert f"| math/on/accuracy | 0.75 [{lo:.2f}, {hi:.2f}] |" in md
+    assert "| math/on/n | 4 | 4 |" in md and "| n_prompts | 6 | 6 |" in md
+    delta_rows = [line for line in rest.splitlines() if line.startswith("| ") and "slice" not in line]
+    assert len(delta_rows) == len(deltas(items)["init"])
+    all_all = next(r for r in delta_rows if r.startswith("| all/all |"))
+    assert "**+0.50" in all_all and all_all.endswith("* |")  # CI excludes 0: marked
+    code_budget = next(r for r in delta_rows if r.startswith("| code/budget |"))
+    assert "+1.00 [+1.00, +1.00]" in code_budget and "**" not in code_budget  # n=2 < MIN_N: unmarked
+    assert to_markdown(results).count("## Deltas") == 0
+
+
+def test_marked_needs_ci_off_zero_and_enough_pairs():
+    assert marked({"delta": 0.2, "ci": [0.01, 0.4], "n": MIN_N})
+    assert not marked({"delta": 0.2, "ci": [-0.01, 0.4], "n": 100})
+    assert marked({"delta": -0.2, "ci": [-0.4, -0.01], "n": 50})
+    assert not marked({"delta": 1.0, "ci": [1.0, 1.0], "n": MIN_N - 1})
+
+
+def test_ci_key():
+    assert ci_key("math/on/accuracy") == "math/on/accuracy_ci"
+    assert ci_key("accuracy_on") == "accuracy_ci_on" and ci_key("think_tokens_off") == "think_tokens_ci_off"
+
+
+# --- the stage's selection and validation (no model needed) ---
+
+
+class _View(list):
+    def to_list(self):
+        return list(self)
+
+
+def _rows(split, spec):
+    return _View({"category": c, "uuid": f"{split}-{c}{i}"} for c, n in spec for i in range(n))
+
+
+def test_select_rows_joins_splits_caps_per_category_and_round_robin(monkeypatch):
+    import posttrain.stages.eval as ev
+
+    data = {
+        "test": _rows("test", [("math", 5), ("code", 1), ("chat", 2)]),
+        "validation": _rows("v", [("code", 3)]),
+    }
+    monkeypatch.setattr(ev, "load_view", lambda inputs, view, split: data[split])
+    inp = SimpleNamespace(name="eval")
+    rows = ev.select_rows(inp, "test+validation", per_category=3)
+    assert [r["category"] for r in rows].count("math") == 3 and len(rows) == 8
+    capped = ev.select_rows(inp, "test+validation", per_category=3, max_prompts=5)
+    assert [r["category"] for r in capped] == ["math", "code", "chat", "math", "code"]
+    assert ev.select_rows(inp, "test", per_category=3, max_prompts=100) == ev.select_rows(inp, "test", 3)
+    with pytest.raises(PosttrainError, match=r"stage.eval.split: no split 'tset'"):
+        ev.select_rows(inp, "tset", per_category=3)
+
+
+def test_item_ids_fall_back_to_index_and_stay_unique():
+    from posttrain.stages.eval import item_ids
+
+    assert item_ids([{"uuid": "a"}, {}, {"uuid": "a"}, {"uuid": None}]) == ["a", "1", "a#2", "3"]
+
+
+@pytest.mark.parametrize("modes", [["on", "think"], [], ["on", "on"]])
+def test_check_modes_names_the_key(modes):
+    from posttrain.stages.eval import check_modes
+
+    with pytest.raises(PosttrainError, match=r"^stage\.eval\.modes: ") as e:
+        check_modes(modes, "eval")
+    assert "\n" not in str(e.value)
+    assert check_modes(["off", "on"], "eval") == ["off", "on"]
