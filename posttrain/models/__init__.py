@@ -7,6 +7,8 @@ from posttrain.models.factory import (
     load_tokenizer,
     save_checkpoint,
 )
+from posttrain.models.initial import initial_checkpoint
+from posttrain.models.template import install_nano2
 from posttrain.models.tokenizer import build_tokenizer, chat_template
 
 __all__ = [
@@ -14,6 +16,8 @@ __all__ = [
     "build_tokenizer",
     "chat_template",
     "check_checkpoint",
+    "initial_checkpoint",
+    "install_nano2",
     "load_model",
     "load_tokenizer",
     "save_checkpoint",

@@ -24,17 +24,11 @@ from pathlib import Path
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
+from posttrain.models.template import ADDED_TOKENS as _ADDED
+from posttrain.models.template import NANO2, render_template
+
 SPECIAL_TOKENS = ["<pad>", "<s>", "</s>", "<SPECIAL_10>", "<SPECIAL_11>", "<SPECIAL_12>"]
-THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
-TOOL_TOKENS = [
-    "<TOOLCALL>",
-    "</TOOLCALL>",
-    "<AVAILABLE_TOOLS>",
-    "</AVAILABLE_TOOLS>",
-    "<TOOL_RESPONSE>",
-    "</TOOL_RESPONSE>",
-]
-ADDED_TOKENS = [THINK_OPEN, THINK_CLOSE, *TOOL_TOKENS]
+ADDED_TOKENS = list(_ADDED)
 EOS_TOKEN = "<SPECIAL_12>"
 TOKENIZER_VERSION = "1"
 DEFAULT_VOCAB_SIZE = 4096
@@ -48,8 +42,8 @@ _CORPUS_MODULES = [
 
 
 def chat_template() -> str:
-    """The Jinja chat template shipped with posttrain (Nano 2 conventions, generation tags)."""
-    return (Path(__file__).with_name("chat_template.jinja")).read_text(encoding="utf-8")
+    """The Jinja chat template of the built-in tokenizer (Nano 2 conventions and turn markers)."""
+    return render_template(NANO2)
 
 
 def _corpus() -> list[str]:

@@ -21,10 +21,10 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from posttrain import PosttrainError
+from posttrain import PosttrainError, models
 from posttrain.launch.preempt import PREEMPTED_EXIT_CODE
 from posttrain.launch.preemption import preemption
-from posttrain.models import build_tiny_model, check_checkpoint, load_tokenizer, save_checkpoint
+from posttrain.models import check_checkpoint, initial_checkpoint, load_tokenizer
 from posttrain.pipeline.fingerprint import code_version, fingerprint
 from posttrain.pipeline.manifest import Manifest, load_manifest, save_manifest, write_json_atomic
 from posttrain.pipeline.plan import INIT, PlannedStage, build_plan
@@ -37,23 +37,15 @@ log = logging.getLogger("posttrain")
 
 
 def init_stage(cfg: DictConfig, run_dir: Path) -> Manifest:
-    """``00_init``: the starting checkpoint (a saved tiny random model, or a reference to ``model.path``)."""
+    """``00_init``: the starting checkpoint (see ``initial_checkpoint``)."""
     stage_dir = run_dir / "00_init"
     model_cfg = OmegaConf.to_object(cfg.model)
-    fp = fingerprint("init", model_cfg, code_version())
+    fp = fingerprint("init", model_cfg, code_version(models.initial, models.template))
     m = load_manifest(stage_dir)
     if m and m.status == "done" and m.fingerprint == fp:
         return m
     m = Manifest(stage=INIT, kind="init", status="running", fingerprint=fp, started_at=time.time())
-    if model_cfg.kind == "tiny":
-        model, tok = build_tiny_model(model_cfg)
-        m.checkpoint = str(save_checkpoint(model, tok, stage_dir / "checkpoint"))
-        m.metrics = {"params": sum(p.numel() for p in model.parameters())}
-    elif model_cfg.kind == "hf":
-        check_checkpoint(model_cfg.path, what="model.path")
-        m.checkpoint = model_cfg.path
-    else:
-        raise PosttrainError(f"model.kind: unknown kind {model_cfg.kind!r}; use tiny or hf")
+    m.checkpoint, m.metrics = initial_checkpoint(model_cfg, stage_dir / "checkpoint")
     m.status, m.finished_at = "done", time.time()
     save_manifest(stage_dir, m)
     return m

@@ -85,18 +85,36 @@ def item_ids(rows: list[dict]) -> list[str]:
     return out
 
 
+def assign_modes(rows: list[dict], modes: list[str], interleave: bool) -> list[tuple[str, ...]]:
+    """The modes each row is evaluated in: all of them, or with ``interleave`` one each, cycling
+    through ``modes`` by the row's position within its category (so every domain sees every mode)."""
+    if not interleave:
+        return [tuple(modes)] * len(rows)
+    seen: dict[str, int] = {}
+    out = []
+    for r in rows:
+        k = seen.get(r["category"], 0)
+        seen[r["category"]] = k + 1
+        out.append((modes[k % len(modes)],))
+    return out
+
+
 def _harmful(meta: Any) -> bool:
     return bool((json.loads(meta) if isinstance(meta, str) else meta).get("harmful"))
 
 
 def evaluate(
     model, tok, rows: list[dict], ids: list[str], *, target: str, modes: list[str], max_new_tokens: int,
-    budget: int, batch_size: int,
+    budget: int, batch_size: int, interleave: bool = False,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:  # fmt: skip
     """``(items, samples)``: one score row per (prompt, mode) (see ``posttrain.evals.report``), and the
     same rows with the rendered prompt and the completion text."""
     items, samples = [], []
+    row_modes = assign_modes(rows, modes, interleave)
+    all_rows, all_ids = rows, ids
     for mode in modes:
+        keep = [i for i, m in enumerate(row_modes) if mode in m]
+        rows, ids = [all_rows[i] for i in keep], [all_ids[i] for i in keep]
         texts = render_prompts(
             tok, [with_reasoning_mode(r["prompt"], mode) for r in rows], [r.get("tools") for r in rows]
         )
@@ -160,7 +178,7 @@ def run(cfg, inputs: StageInputs) -> StageOutputs:
         tok = load_tokenizer(ckpt, trust_remote_code=inputs.trust_remote_code)
         items[name], samples = evaluate(
             model, tok, rows, ids, target=name, modes=modes, max_new_tokens=cfg.max_new_tokens,
-            budget=cfg.budget_tokens, batch_size=cfg.batch_size,
+            budget=cfg.budget_tokens, batch_size=cfg.batch_size, interleave=cfg.interleave_modes,
         )  # fmt: skip
         results[name] = target_metrics(items[name], modes)
         if name == "model":
