@@ -1,10 +1,32 @@
-"""On-policy preference mining (Nano 2's DPO data for tool calling, applied to every verifiable domain).
+"""On-policy preference mining: Nano 2's DPO data recipe, resampling each prompt until it has a pair.
 
-For each prompt of the RL view, sample ``k`` completions from the input checkpoint, score each with
-the domain verifier (``posttrain.rewards.score``), and pair a passing completion (chosen) with a
-failing one (rejected). Prompts where all or none of the samples pass give no on-policy pair; they
-are counted, never silently dropped. Output: a TRL conversational preference dataset at
-``<stage_dir>/pairs`` (+ ``pairs.jsonl``); the checkpoint passes through unchanged (a symlink).
+For each prompt ``x`` of the RL view, draw completions ``y ~ π(·|x)`` from the input checkpoint and
+score each with the domain verifier, ``r(y) = posttrain.rewards.score(...)`` in [0, 1]. A sample
+*passes* when ``r(y) >= τ`` (``pass_threshold``) and *fails* when ``r(y) < τ``. A prompt is
+*resolved* when it has a pass ``y+`` and a fail ``y-`` with ``r(y+) - r(y-) >= min_score_gap``
+(gap 0: any pass/fail pair, the plain threshold rule).
+
+Resampling up to a cap. Round 0 draws ``k = num_samples`` completions for every prompt. Each later
+round draws ``min(k, cap - drawn)`` more for the still-unresolved prompts only (one batched
+generation call over all of them), until every prompt is resolved or has ``cap = max_samples``
+samples. With a per-sample pass probability ``p``, a prompt stays unresolved after ``n`` samples
+with probability ``p^n + (1-p)^n`` (for gap 0), so the cap turns hard prompts (small ``p``) that a
+single round of k would have dropped into on-policy pairs, at the cost of ``extra_samples``
+generations spent only where needed. Prompts never resampled are left as they were.
+
+Pairs are ``(prompt, y+, y-)`` drawn at random without replacement, at most ``max_pairs_per_prompt``
+per prompt, stored as raw text (TRL's standard preference format): ``prompt`` is the chat-templated
+prompt, ``chosen``/``rejected`` exactly the text the policy generated. Only when ``reference_chosen``
+is on (off by default) and a prompt still has no pass after the cap, the recipe's reference answer
+becomes an off-policy chosen, and only if it passes its own verifier (``pairs_reference``).
+
+Counts, nothing silently dropped: every prompt ends in exactly one of ``prompts_on_policy``,
+``prompts_all_pass``, ``prompts_all_fail`` or ``prompts_no_gap``; ``on_policy_fraction`` is
+on-policy pairs / pairs. ``samples.jsonl`` holds every sample, its score and its round.
+
+Departure from Nano 2: the report mines on-policy DPO pairs for tool calling (did the calls reach
+the right state); here the same loop runs over every verifiable domain (math, code, tools, chat,
+safety). The checkpoint passes through unchanged (a symlink); output: ``<stage_dir>/pairs``.
 """
 
 from __future__ import annotations
@@ -12,12 +34,16 @@ from __future__ import annotations
 import json
 import random
 from collections import Counter
+from collections.abc import Callable, Sequence
 
 from datasets import Dataset
 
+from posttrain import PosttrainError
 from posttrain.inference.generate import generate_texts, render_prompts
 from posttrain.rewards import score
 from posttrain.stages.base import StageInputs, StageOutputs, link_checkpoint, load_policy, load_view
+
+OUTCOMES = ("on_policy", "all_pass", "all_fail", "no_gap")
 
 
 def reference_completions(tok, inputs: StageInputs, uuids: set[str]) -> dict[str, str]:
@@ -33,86 +59,156 @@ def reference_completions(tok, inputs: StageInputs, uuids: set[str]) -> dict[str
     return out
 
 
-def mine_pairs(
-    rows: list[dict], texts: list[str], samples: list[list[str]], scores: list[list[float]],
-    *, threshold: float, per_prompt: int, seed: int, references: dict[str, str] | None = None,
-):  # fmt: skip
-    """Pair passing (chosen) with failing (rejected) samples; returns (pairs, counts).
+def _resolved(scores: list[float], threshold: float, gap: float) -> bool:
+    good = [s for s in scores if s >= threshold]
+    bad = [s for s in scores if s < threshold]
+    return bool(good and bad) and max(good) - min(bad) >= gap
 
-    Pairs are stored as raw text (TRL's standard, non-conversational preference format): ``prompt``
-    is the chat-templated prompt and ``chosen``/``rejected`` are exactly what the model generated,
-    so DPO scores the very tokens the policy produced (TRL appends EOS). When no sample passes and
-    ``references`` has the prompt's reference answer, it becomes an off-policy chosen (counted as
-    ``pairs_reference``).
+
+def _pair_up(good, bad, n: int, gap: float, rng: random.Random) -> list[tuple]:
+    """Up to ``n`` random (chosen, rejected) (score, text) pairs, without replacement, gap respected."""
+    good, bad, out = list(good), list(bad), []
+    rng.shuffle(good)
+    for g in good:
+        if len(out) == n:
+            break
+        fits = [j for j, b in enumerate(bad) if g[0] - b[0] >= gap]
+        if fits:
+            out.append((g, bad.pop(rng.choice(fits))))
+    return out
+
+
+def mine_on_policy(
+    rows: Sequence[dict],
+    sample_fn: Callable[[list[int], int], list[list[str]]],
+    score_fn: Callable[[dict, str], float],
+    *,
+    k: int,
+    cap: int,
+    threshold: float,
+    per_prompt: int,
+    seed: int,
+    references: dict[str, str] | None = None,
+    min_gap: float = 0.0,
+    texts: Sequence[str] | None = None,
+) -> tuple[list[dict], dict, list[dict]]:
+    """The mining loop (see the module docstring); returns ``(pairs, counts, records)``.
+
+    ``sample_fn(indices, n)`` returns ``n`` completions for each row index in ``indices``;
+    ``score_fn(row, text)`` is the verifier reward. ``references`` (uuid -> text) enables the
+    off-policy fallback after the cap. ``texts`` are the pairs' prompts (default: ``row["prompt"]``).
+    ``records`` has one entry per row: its samples, scores, rounds and outcome.
     """
+    if k < 1 or cap < k:
+        raise ValueError(f"need 1 <= k <= cap, got k={k}, cap={cap}")
+    samples: list[list[str]] = [[] for _ in rows]
+    scores: list[list[float]] = [[] for _ in rows]
+    rounds: list[list[int]] = [[] for _ in rows]
+    active, rnd = list(range(len(rows))), 0
+    while active:
+        n = min(k, cap - rnd * k)  # every active prompt has drawn rnd * k so far
+        outs = sample_fn(list(active), n)
+        if len(outs) != len(active) or any(len(o) != n for o in outs):
+            raise ValueError(f"sample_fn must return {n} completions for each of {len(active)} prompts")
+        for i, got in zip(active, outs):
+            samples[i] += got
+            scores[i] += [float(score_fn(rows[i], s)) for s in got]
+            rounds[i] += [rnd] * n
+        rnd += 1
+        active = [i for i in active if len(samples[i]) < cap and not _resolved(scores[i], threshold, min_gap)]
+
     rng = random.Random(seed)
-    pairs, counts = [], Counter()
-    for row, text, outs, sc in zip(rows, texts, samples, scores):
-        good = [o for o, s in zip(outs, sc) if s >= threshold]
-        bad = [o for o, s in zip(outs, sc) if s < threshold]
-        counts[f"pass_{row['category']}"] += len(good)
-        counts[f"samples_{row['category']}"] += len(outs)
-        if not good and bad and references and row.get("uuid") in references:
-            good = [references[row["uuid"]]]
-            counts["pairs_reference"] += 1
-        if not good or not bad:
-            counts["prompts_all_pass" if good else "prompts_all_fail"] += 1
-            continue
-        for _ in range(min(per_prompt, len(good), len(bad))):
-            g, b = good.pop(rng.randrange(len(good))), bad.pop(rng.randrange(len(bad)))
-            pairs.append(
-                {
-                    "prompt": text,
-                    "chosen": g,
-                    "rejected": b,
-                    "category": row["category"],
-                    "reasoning": row["reasoning"],
-                }
-            )
-            counts[f"pairs_{row['category']}"] += 1
-    return pairs, counts
+    pairs: list[dict] = []
+    c: Counter = Counter({f"prompts_{o}": 0 for o in OUTCOMES})
+    c.update(pairs_reference=0, references_failing=0, prompts_resampled=0)
+    records = []
+    for i, row in enumerate(rows):
+        cat = row["category"]
+        c[f"pairs_{cat}"] += 0
+        good = [(s, t) for s, t in zip(scores[i], samples[i]) if s >= threshold]
+        bad = [(s, t) for s, t in zip(scores[i], samples[i]) if s < threshold]
+        c[f"pass_{cat}"] += len(good)
+        c[f"samples_{cat}"] += len(samples[i])
+        c["prompts_resampled"] += rounds[i][-1] > 0
+        outcome = "on_policy" if good and bad else ("all_pass" if good else "all_fail")
+        chosen = _pair_up(good, bad, per_prompt, min_gap, rng) if good and bad else []
+        if good and bad and not chosen:
+            outcome = "no_gap"
+        source = "on_policy"
+        ref = (references or {}).get(row.get("uuid"))
+        if outcome == "all_fail" and ref is not None:
+            r_score = float(score_fn(row, ref))
+            chosen = _pair_up([(r_score, ref)], bad, 1, min_gap, rng) if r_score >= threshold else []
+            c["pairs_reference" if chosen else "references_failing"] += 1
+            source = "reference"
+        c[f"prompts_{outcome}"] += 1
+        prompt = texts[i] if texts is not None else row["prompt"]
+        for (gs, g), (bs, b) in chosen:
+            pairs.append({"prompt": prompt, "chosen": g, "rejected": b, "category": cat,
+                          "reasoning": row.get("reasoning"), "source": source,
+                          "chosen_score": gs, "rejected_score": bs})  # fmt: skip
+            c[f"pairs_{cat}"] += 1
+        records.append({"uuid": row.get("uuid"), "category": cat, "outcome": outcome, "pairs": len(chosen),
+                        "samples": samples[i], "scores": scores[i], "rounds": rounds[i]})  # fmt: skip
+
+    n_samples = sum(len(s) for s in samples)
+    first = [s for sc, rd in zip(scores, rounds) for s, r in zip(sc, rd) if r == 0]
+    counts = {
+        "prompts": len(rows),
+        "samples": n_samples,
+        "rounds": rnd,
+        "extra_samples": n_samples - len(first),
+        "pass_rate": sum(s >= threshold for sc in scores for s in sc) / max(n_samples, 1),
+        "pass_rate_first_round": sum(s >= threshold for s in first) / max(len(first), 1),
+        "pairs": len(pairs),
+        "pairs_on_policy": len(pairs) - c["pairs_reference"],
+        "on_policy_fraction": (len(pairs) - c["pairs_reference"]) / len(pairs) if pairs else 0.0,
+        **dict(sorted(c.items())),
+    }
+    return pairs, counts, records
 
 
 def run(cfg, inputs: StageInputs) -> StageOutputs:
     import torch
 
+    if cfg.num_samples < 1:
+        raise PosttrainError(f"stage.{inputs.name}.num_samples: must be >= 1, got {cfg.num_samples}")
+    if cfg.max_samples < cfg.num_samples:
+        raise PosttrainError(
+            f"stage.{inputs.name}.max_samples: {cfg.max_samples} is below num_samples={cfg.num_samples}"
+        )
     torch.manual_seed(inputs.seed)
     model, tok = load_policy(inputs)
     ds = load_view(inputs, "rl", "train", categories=cfg.categories).shuffle(seed=inputs.seed)
     rows = ds.select(range(min(cfg.max_prompts, len(ds)))).to_list()
     texts = render_prompts(tok, [r["prompt"] for r in rows], [r.get("tools") for r in rows])
-    samples = generate_texts(
-        model, tok, texts, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
-        top_p=cfg.top_p, num_return_sequences=cfg.num_samples, batch_size=cfg.batch_size,
-        progress="sample completions",
-    )  # fmt: skip
-    scores = [
-        [score(r["category"], r["metadata"], s, r["reasoning"]) for s in outs]
-        for r, outs in zip(rows, samples)
-    ]
+    calls: list[int] = []
+
+    def sample_fn(indices: list[int], n: int) -> list[list[str]]:
+        label = f"resample {len(indices)} unresolved prompts" if calls else "sample completions"
+        calls.append(n)
+        return generate_texts(
+            model, tok, [texts[i] for i in indices], max_new_tokens=cfg.max_new_tokens,
+            temperature=cfg.temperature, top_p=cfg.top_p, num_return_sequences=n,
+            batch_size=cfg.batch_size, progress=label,
+        )  # fmt: skip
+
+    def score_fn(row: dict, text: str) -> float:
+        return score(row["category"], row["metadata"], text, row["reasoning"])
+
     refs = reference_completions(tok, inputs, {r["uuid"] for r in rows}) if cfg.reference_chosen else None
-    pairs, counts = mine_pairs(
-        rows, texts, samples, scores, threshold=cfg.pass_threshold, per_prompt=cfg.max_pairs_per_prompt,
-        seed=inputs.seed, references=refs,
+    pairs, counts, records = mine_on_policy(
+        rows, sample_fn, score_fn, k=cfg.num_samples, cap=cfg.max_samples, threshold=cfg.pass_threshold,
+        per_prompt=cfg.max_pairs_per_prompt, seed=inputs.seed, references=refs,
+        min_gap=cfg.min_score_gap, texts=texts,
     )  # fmt: skip
     with open(inputs.stage_dir / "samples.jsonl", "w") as f:
-        for r, outs, sc in zip(rows, samples, scores):
-            f.write(
-                json.dumps({"uuid": r.get("uuid"), "category": r["category"], "samples": outs, "scores": sc})
-                + "\n"
-            )
+        for rec in records:
+            f.write(json.dumps(rec) + "\n")
     with open(inputs.stage_dir / "pairs.jsonl", "w") as f:
         for p in pairs:
             f.write(json.dumps(p) + "\n")
     if pairs:
         Dataset.from_list(pairs).save_to_disk(str(inputs.stage_dir / "pairs"))
-    n = sum(len(s) for s in samples)
-    metrics = {
-        "prompts": len(rows),
-        "samples": n,
-        "pass_rate": sum(s >= cfg.pass_threshold for sc in scores for s in sc) / max(n, 1),
-        "pairs": len(pairs),
-        **dict(sorted(counts.items())),
-    }
     ckpt = link_checkpoint(inputs.checkpoint, inputs.checkpoint_dir)
-    return StageOutputs(checkpoint=ckpt, metrics=metrics, outputs={"pairs": str(inputs.stage_dir / "pairs")})
+    return StageOutputs(checkpoint=ckpt, metrics=counts, outputs={"pairs": str(inputs.stage_dir / "pairs")})
