@@ -1,0 +1,147 @@
+"""model.chat_template=nano2 on a ChatML tokenizer: flags, tags, tokens, masks, embedding rows, errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+from posttrain import PosttrainError
+from posttrain.models.template import ADDED_TOKENS, CHATML, detect_markers, install_nano2
+
+SYS, USR, AST, END = CHATML.system, CHATML.user, CHATML.assistant, CHATML.end
+CORPUS = ["The quick brown fox jumps over the lazy dog. think about it: 12 + 30 = 42 <> / calls"] * 20
+
+
+def chatml_tokenizer(special=("<|im_start|>", "<|im_end|>", "<|endoftext|>")) -> PreTrainedTokenizerFast:
+    """A small real BPE with ChatML's special tokens and a ChatML template (like SmolLM2 / Qwen)."""
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=list(special),
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)  # fmt: skip
+    tok.train_from_iterator(CORPUS, trainer=trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=special[1], bos_token=special[0],
+                                   pad_token=special[1], clean_up_tokenization_spaces=False)  # fmt: skip
+    fast.chat_template = (
+        "{% for m in messages %}{{'<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>\n'}}"
+        "{% endfor %}{% if add_generation_prompt %}{{'<|im_start|>assistant\n'}}{% endif %}"
+    )
+    return fast
+
+
+@pytest.fixture(scope="module")
+def pair():
+    tok = chatml_tokenizer()
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                      num_attention_heads=2, num_key_value_heads=1, tie_word_embeddings=False)  # fmt: skip
+    model = LlamaForCausalLM(cfg)
+    before = {t: tok.encode(t, add_special_tokens=False) for t in ADDED_TOKENS}
+    emb = model.get_input_embeddings().weight.detach().clone()
+    out = model.get_output_embeddings().weight.detach().clone()
+    model, tok = install_nano2(model, tok)
+    return model, tok, before, emb, out
+
+
+def render(tok, msgs, **kw):
+    return tok.apply_chat_template(msgs, tokenize=False, **kw)
+
+
+def test_markers_detected_and_kept(pair):
+    _, tok, *_ = pair
+    assert detect_markers(tok) == CHATML
+    msgs = [{"role": "user", "content": "2+2? /no_think"}, {"role": "assistant", "content": "4"}]
+    assert render(tok, msgs) == f"{SYS}{END}\n{USR}2+2?{END}\n{AST}<think></think>4{END}\n"
+    assert tok.eos_token == END and tok.pad_token != tok.eos_token
+
+
+@pytest.mark.parametrize(
+    "system,user,on",
+    [("/think", "/no_think q", False), ("/no_think", "q /think", True), ("", "q", True), ("/no_think", "q", False)],
+)  # fmt: skip
+def test_flags_last_wins_and_are_stripped(pair, system, user, on):
+    _, tok, *_ = pair
+    out = render(tok, [{"role": "system", "content": system}, {"role": "user", "content": user}],
+                 add_generation_prompt=True)  # fmt: skip
+    assert out.endswith(f"{AST}<think>\n" if on else f"{AST}<think></think>")
+    assert "/think" not in out.replace("</think>", "") and "/no_think" not in out
+
+
+def test_tool_markers_rendered(pair):
+    _, tok, *_ = pair
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {}}}]
+    msgs = [{"role": "user", "content": "call f"},
+            {"role": "assistant", "content": "", "tool_calls": [{"function": {"name": "f", "arguments": {}}}]},
+            {"role": "tool", "content": "ok"}]  # fmt: skip
+    out = render(tok, msgs, tools=tools)
+    assert "<AVAILABLE_TOOLS>" in out and '<TOOLCALL>[{"name": "f", "arguments": {}}]</TOOLCALL>' in out
+    assert f"{USR}<TOOL_RESPONSE>ok</TOOL_RESPONSE>{END}" in out
+
+
+def test_added_tokens_single_non_special_and_survive_decoding(pair):
+    _, tok, *_ = pair
+    for t in ADDED_TOKENS:
+        ids = tok.encode(t, add_special_tokens=False)
+        assert len(ids) == 1 and t not in tok.all_special_tokens
+    ids = tok.encode("<think>\nx\n</think>\ny<|im_end|>", add_special_tokens=False)
+    assert tok.decode(ids, skip_special_tokens=True) == "<think>\nx\n</think>\ny"
+
+
+def test_new_rows_are_the_mean_of_their_pieces(pair):
+    model, tok, before, emb, out = pair
+    assert model.get_input_embeddings().weight.shape[0] == len(tok) == emb.shape[0] + len(ADDED_TOKENS)
+    for t in ADDED_TOKENS:
+        row = tok.convert_tokens_to_ids(t)
+        torch.testing.assert_close(model.get_input_embeddings().weight[row], emb[before[t]].mean(0))
+        torch.testing.assert_close(model.get_output_embeddings().weight[row], out[before[t]].mean(0))
+    torch.testing.assert_close(model.get_input_embeddings().weight[: emb.shape[0]], emb)  # old rows untouched
+    assert model.generation_config.eos_token_id == tok.convert_tokens_to_ids(END)
+
+
+def test_install_is_idempotent(pair):
+    model, tok, *_ = pair
+    n = len(tok)
+    model2, tok2 = install_nano2(model, tok)
+    assert len(tok2) == n and model2.get_input_embeddings().weight.shape[0] == n
+
+
+texts = st.text(alphabet=st.characters(codec="ascii", exclude_characters="<>/\r\x00"), min_size=1, max_size=30)
+texts = texts.map(str.strip).filter(bool)
+
+
+@settings(max_examples=40, deadline=None)
+@given(user=texts, reasoning=texts, answer=texts, on=st.booleans())
+def test_assistant_mask_covers_exactly_assistant_tokens(pair, user, reasoning, answer, on):
+    _, tok, *_ = pair
+    msgs = [{"role": "system", "content": "/think" if on else "/no_think"}, {"role": "user", "content": user},
+            {"role": "assistant", "content": answer, "reasoning_content": reasoning if on else None}]  # fmt: skip
+    enc = tok.apply_chat_template(msgs, tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
+    ids, mask = enc["input_ids"], enc["assistant_masks"]
+    masked = tok.decode([i for i, m in zip(ids, mask) if m])
+    assert masked == (f"{reasoning}\n</think>\n" if on else "") + answer + END
+    prompt = render(tok, msgs[:2], add_generation_prompt=True)
+    assert render(tok, msgs).startswith(prompt)
+
+
+def test_unknown_markers_name_the_field():
+    tok = chatml_tokenizer(special=("[BOS]", "[EOS]", "[PAD]"))
+    with pytest.raises(PosttrainError, match=r"^model\.turn_markers: .*no known turn markers"):
+        install_nano2(None, tok)
+    markers = {"system": "[BOS]system\n", "user": "[BOS]user\n", "assistant": "[BOS]assistant\n", "end": "[EOS]"}
+    _, tok = install_nano2(None, tok, turn_markers=markers)
+    assert tok.eos_token == "[EOS]"
+    with pytest.raises(PosttrainError, match=r"model\.turn_markers\.end: 'two words' is \d+ tokens"):
+        install_nano2(None, chatml_tokenizer(), turn_markers={**markers, "end": "two words"})
+    with pytest.raises(PosttrainError, match=r"model\.turn_markers: missing \['end'\]"):
+        install_nano2(None, chatml_tokenizer(), turn_markers={**markers, "end": ""})
+
+
+def test_think_as_special_token_is_refused():
+    tok = chatml_tokenizer()
+    tok.add_special_tokens({"additional_special_tokens": ["<think>"]})
+    with pytest.raises(PosttrainError, match=r"model\.chat_template: '<think>' is a special token"):
+        install_nano2(None, tok)
