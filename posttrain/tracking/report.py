@@ -107,11 +107,13 @@ def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
 
 
 def eval_tables(run_dir: Path) -> list[str]:
-    """For each ``*/eval.json`` (``{model: {metric: value}}``): a summary table (metrics without a
-    ``/``) and a per-category table, one row per metric and one column per model."""
+    """For each ``*/eval.json`` (``{model: {metric: value}, "deltas": ...}``): a summary table (metrics
+    without a ``/``) and a per-category table, one row per metric and one column per model; the
+    paired deltas with their intervals are the eval stage's own ``eval.md``, linked."""
     lines: list[str] = []
     for path in sorted(run_dir.glob("*/eval.json")):
         results: dict[str, dict[str, Any]] = json.loads(path.read_text())
+        results.pop("deltas", None)
         models = list(results)
         keys = list(dict.fromkeys(k for m in models for k in results[m]))
         lines += ["", f"## Eval: `{path.parent.name}`", ""]
