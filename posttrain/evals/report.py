@@ -35,9 +35,10 @@ SUMMARY = ("format", "accuracy", "think_tokens", "tokens")  # <metric>_<mode> su
 
 
 def slices(item: dict[str, Any]) -> list[str]:
-    """The slices an item counts in: its category/mode, all/mode, and all/all for the pooled modes."""
+    """The slices an item counts in: its category/mode, all/mode, and for the pooled modes also
+    category/all and all/all (so a domain's effect is measured on all its prompts at once)."""
     out = [f"{item['category']}/{item['mode']}", f"all/{item['mode']}"]
-    return out + (["all/all"] if item["mode"] in POOLED else [])
+    return out + ([f"{item['category']}/all", "all/all"] if item["mode"] in POOLED else [])
 
 
 def _ci(values: list[float]) -> list[float]:
@@ -55,7 +56,7 @@ def target_metrics(items: Iterable[dict[str, Any]], modes: Iterable[str] = MODES
         for sl in slices(it):
             vals[f"{sl}/n"].append(1.0)
             vals[f"{sl}/accuracy"].append(float(it["score"]))
-            if sl == "all/all":  # the pooled slice carries accuracy only
+            if sl.endswith("/all"):  # the pooled slices carry accuracy only
                 continue
             vals[f"{sl}/format"].append(float(it["format"]))
             vals[f"{sl}/tokens"].append(float(it["tokens"]))

@@ -85,6 +85,12 @@ def test_deltas_known_values(items):
     assert got["math/on"]["delta"] == 0.75 and got["math/on"]["n"] == 4
     assert got["code/off"]["delta"] == 0.25
     assert got["all/all"]["delta"] == 0.5 and got["all/all"]["n"] == 12
+    # a domain's on+off prompts pooled: math (3 + 1) / 8, code (1.5 + 0.5) / 4; budget is not pooled
+    assert got["math/all"] == {**got["math/all"], "delta": 0.5, "n": 8}
+    assert got["code/all"]["delta"] == 0.5 and got["code/all"]["n"] == 4
+    assert target_metrics(items["model"])["math/all/n"] == 8 and "math/all/format" not in target_metrics(
+        items["model"]
+    )
     a = [1, 1, 1, 0]
     _, lo, hi = paired_diff(a, [0, 0, 0, 0])
     assert got["math/on"]["ci"] == [round(lo, 6), round(hi, 6)]

@@ -1,0 +1,171 @@
+"""Does the recipe make a real model better? ``nano2_smollm`` on SmolLM2-135M-Instruct, measured.
+
+    python bench/real_model.py [--run-dir runs/real] [--no-run] [overrides ...]
+
+Runs ``posttrain run pipeline=nano2_smollm run_dir=<run-dir> [overrides]`` (finished stages are
+skipped, so a second call only re-reads), then reads what its eval stage measured: every target
+(base = the imported model with the Nano 2 template, SFT, DPO, final = after GRPO) on the same
+held-out prompts, greedy, in the same run. Accuracy is the mean verifier score with a 95 % interval
+(Wilson for 0/1 scores, else bootstrap); ``grpo_gain`` is final minus DPO (GRPO's input) per domain
+and mode, with a paired bootstrap interval over the same prompts; ``budget`` holds the budget sweep
+of the final model (tokens saved and accuracy lost at each thinking budget vs unlimited).
+
+Writes ``bench/results/real_model.json`` and ``real_model.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+ROOT = Path(__file__).resolve().parents[1]
+STAGES = {"base": "init", "sft": "sft", "dpo": "dpo", "final": "model"}
+DOMAINS = ("math", "code", "tool_calling", "safety", "chat")
+
+
+def _eval_dir(run_dir: Path) -> Path:
+    found = sorted(run_dir.glob("*_eval/eval.json"))
+    if not found:
+        raise SystemExit(f"bench/real_model.py: no */eval.json under {run_dir}; the pipeline did not finish")
+    return found[-1].parent
+
+
+def stage_summary(res: dict[str, Any]) -> dict[str, Any]:
+    """accuracy + ci over every (prompt, mode), and per domain (modes pooled) and per domain/mode."""
+    by_domain = {}
+    for d in DOMAINS:
+        modes = {m: {"accuracy": res[f"{d}/{m}/accuracy"], "ci": res[f"{d}/{m}/accuracy_ci"],
+                     "n": res[f"{d}/{m}/n"]}
+                 for m in ("on", "off", "budget") if f"{d}/{m}/accuracy" in res}  # fmt: skip
+        if modes:
+            n = sum(v["n"] for v in modes.values())
+            by_domain[d] = {"accuracy": sum(v["accuracy"] * v["n"] for v in modes.values()) / n,
+                            "n": n, "modes": modes}  # fmt: skip
+    return {"accuracy": res["all/all/accuracy"], "ci": res["all/all/accuracy_ci"], "n": res["all/all/n"],
+            "by_mode": {m: {"accuracy": res[f"accuracy_{m}"], "ci": res[f"accuracy_ci_{m}"]}
+                        for m in ("on", "off", "budget") if f"accuracy_{m}" in res},
+            "by_domain": by_domain}  # fmt: skip
+
+
+def gains(items: dict[str, list[dict]], new: str, old: str) -> dict[str, Any]:
+    """Paired ``new - old`` accuracy per domain (its on+off prompts pooled), overall, and per slice."""
+    from posttrain.evals.report import deltas
+
+    d = deltas({new: items[new], old: items[old]}, model=new)[old]
+    out: dict[str, Any] = {}
+    for dom in ("all", *DOMAINS):
+        v = d.get(f"{dom}/all")
+        if v:
+            out[dom] = {**v, "excludes_0": v["ci"][0] > 0 or v["ci"][1] < 0}
+    out["slices"] = d
+    return out
+
+
+COMPARISONS = {"sft_gain": ("sft", "init"), "dpo_change": ("dpo", "sft"), "grpo_gain": ("model", "dpo"),
+               "recipe_gain": ("model", "init")}  # fmt: skip
+
+
+def collect(run_dir: Path) -> dict[str, Any]:
+    ev = _eval_dir(run_dir)
+    results = json.loads((ev / "eval.json").read_text())
+    manifests = {p.parent.name: json.loads(p.read_text()) for p in run_dir.glob("[0-9][0-9]_*/manifest.json")}
+    out: dict[str, Any] = {"run_dir": str(run_dir), "n_prompts": results["model"]["n_prompts"]}
+    out["stages"] = {k: stage_summary(results[v]) for k, v in STAGES.items() if v in results}
+    items: dict[str, list[dict]] = {}
+    for line in (ev / "scores.jsonl").read_text().splitlines():
+        it = json.loads(line)
+        items.setdefault(it["target"], []).append(it)
+    for key, (new, old) in COMPARISONS.items():
+        if new in items and old in items:
+            out[key] = gains(items, new, old)
+    budget = ev / "budget" / "budget.json"
+    out["budget"] = json.loads(budget.read_text())["rows"] if budget.exists() else []
+    out["stage_wall_s"] = {n: round(m["finished_at"] - m["started_at"], 1) for n, m in sorted(manifests.items())
+                           if m.get("finished_at") and m.get("started_at")}  # fmt: skip
+    out["stage_metrics"] = {n: m.get("metrics", {}) for n, m in sorted(manifests.items())}
+    return out
+
+
+def _ci(ci) -> str:
+    return f"[{ci[0]:.3f}, {ci[1]:.3f}]"
+
+
+def to_markdown(r: dict[str, Any]) -> str:
+    st = r["stages"]
+    cols = [k for k in STAGES if k in st]
+    lines = [f"# nano2_smollm on SmolLM2-135M-Instruct: {r['n_prompts']} held-out prompts", "",
+             "| accuracy | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols),
+             "| all | " + " | ".join(f"{st[c]['accuracy']:.3f} {_ci(st[c]['ci'])}" for c in cols) + " |"]  # fmt: skip
+    for m in ("on", "off"):
+        if all(m in st[c]["by_mode"] for c in cols):
+            lines.append(f"| mode {m} | " + " | ".join(
+                f"{st[c]['by_mode'][m]['accuracy']:.3f} {_ci(st[c]['by_mode'][m]['ci'])}" for c in cols) + " |")  # fmt: skip
+    for d in DOMAINS:
+        if all(d in st[c]["by_domain"] for c in cols):
+            lines.append(
+                f"| {d} | " + " | ".join(f"{st[c]['by_domain'][d]['accuracy']:.3f}" for c in cols) + " |"
+            )
+    lines += ["", "## Paired differences on the same prompts (95 % bootstrap CI)", "",
+              "| comparison | domain | delta | CI | n | excludes 0 |", "|---|---|---|---|---|---|"]  # fmt: skip
+    for key, (a, b) in COMPARISONS.items():
+        for dom, v in r.get(key, {}).items():
+            if dom != "slices":
+                yes = "**yes**" if v["excludes_0"] else "no"
+                lines.append(
+                    f"| {key} ({a} - {b}) | {dom} | {v['delta']:+.3f} | {_ci(v['ci'])} | {v['n']} | {yes} |"
+                )
+    if r["budget"]:
+        lines += ["", "## Budget sweep (final model, /think, all domains)", "",
+                  "| budget | accuracy | accuracy lost | total tokens | tokens saved | well-formed |",
+                  "|---|---|---|---|---|---|"]  # fmt: skip
+        for row in (x for x in r["budget"] if x["domain"] == "all"):
+            b = "none" if row["budget"] is None else row["budget"]
+            saved = f"{row['tokens_saved_frac']:.0%}" if row["tokens_saved_frac"] is not None else "-"
+            lost = f"{row['accuracy_lost']:+.3f}" if row["accuracy_lost"] is not None else "-"
+            lines.append(f"| {b} | {row['accuracy']:.3f} | {lost} | {row['mean_total_tokens']:.1f} | {saved} | "
+                         f"{row['well_formed']:.2f} |")  # fmt: skip
+    lines += ["", "Stage wall times (s): " + ", ".join(f"{k} {v}" for k, v in r["stage_wall_s"].items())]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run-dir", default="runs/real")
+    ap.add_argument("--no-run", action="store_true", help="Only read an existing run.")
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results"))
+    ap.add_argument("overrides", nargs="*", help="Hydra overrides for the pipeline.")
+    a = ap.parse_args()
+    run_dir = Path(a.run_dir)
+    t0 = time.time()
+    if not a.no_run:
+        cmd = [
+            sys.executable,
+            "-m",
+            "posttrain.cli",
+            "run",
+            "pipeline=nano2_smollm",
+            f"run_dir={run_dir}",
+            *a.overrides,
+        ]
+        subprocess.run(cmd, check=True)
+    r = collect(run_dir)
+    r |= {"command": " ".join(["python bench/real_model.py", *sys.argv[1:]]), "bench_wall_s": round(time.time() - t0, 1),
+          "machine": {"cpus": os.cpu_count(), "platform": platform.platform()}}  # fmt: skip
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "real_model.json").write_text(json.dumps(r, indent=2) + "\n")
+    (out / "real_model.md").write_text(to_markdown(r))
+    print(to_markdown(r))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
