@@ -109,7 +109,9 @@ def test_install_is_idempotent(pair):
     assert len(tok2) == n and model2.get_input_embeddings().weight.shape[0] == n
 
 
-texts = st.text(alphabet=st.characters(codec="ascii", exclude_characters="<>/\r\x00"), min_size=1, max_size=30)
+texts = st.text(
+    alphabet=st.characters(codec="ascii", exclude_characters="<>/\r\x00"), min_size=1, max_size=30
+)
 texts = texts.map(str.strip).filter(bool)
 
 
@@ -131,7 +133,12 @@ def test_unknown_markers_name_the_field():
     tok = chatml_tokenizer(special=("[BOS]", "[EOS]", "[PAD]"))
     with pytest.raises(PosttrainError, match=r"^model\.turn_markers: .*no known turn markers"):
         install_nano2(None, tok)
-    markers = {"system": "[BOS]system\n", "user": "[BOS]user\n", "assistant": "[BOS]assistant\n", "end": "[EOS]"}
+    markers = {
+        "system": "[BOS]system\n",
+        "user": "[BOS]user\n",
+        "assistant": "[BOS]assistant\n",
+        "end": "[EOS]",
+    }
     _, tok = install_nano2(None, tok, turn_markers=markers)
     assert tok.eos_token == "[EOS]"
     with pytest.raises(PosttrainError, match=r"model\.turn_markers\.end: 'two words' is \d+ tokens"):
@@ -145,3 +152,38 @@ def test_think_as_special_token_is_refused():
     tok.add_special_tokens({"additional_special_tokens": ["<think>"]})
     with pytest.raises(PosttrainError, match=r"model\.chat_template: '<think>' is a special token"):
         install_nano2(None, tok)
+
+
+def test_server_client_and_budget_work_unchanged_on_chatml(pair, tmp_path):
+    """The budgeted client against ``posttrain serve`` equals in-process budgeted generation, and the
+    verifiers read the answer after ``</think>``, on a ChatML model with the Nano 2 template."""
+    import threading
+
+    from posttrain.inference.budget import MODEL_CARD_CLOSE, generate_budgeted
+    from posttrain.inference.client import ThinkingBudgetClient
+    from posttrain.inference.server import make_server
+    from posttrain.models import load_model, load_tokenizer, save_checkpoint
+    from posttrain.rewards import score
+
+    model, tok, *_ = pair
+    ckpt = save_checkpoint(model, tok, tmp_path / "chatml")
+    model, tok = load_model(str(ckpt)), load_tokenizer(str(ckpt))
+    server = make_server(str(ckpt), "127.0.0.1", 0, max_context=64)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = "http://{}:{}".format(*server.server_address[:2])
+        msgs = [{"role": "user", "content": "What is 12 + 30?"}]
+        got = ThinkingBudgetClient(url, "chatml", tokenizer=tok).chat_completion(
+            msgs, reasoning_budget=3, max_tokens=8
+        )
+        text = tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
+        assert text.endswith(f"{AST}<think>\n")
+        (ref,) = generate_budgeted(
+            model, tok, [text], budget=3, max_tokens=8, grace_tokens=0, close=MODEL_CARD_CLOSE
+        )
+        assert got["text"] == ref.text and got["text"].count("</think>") == 1 and ref.thinking_tokens <= 3
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert score("math", {"answer": "42"}, "12 + 30 = 42\n</think>\nThe answer is \\boxed{42}", "on") == 1.0
+    assert score("math", {"answer": "42"}, "the answer is 42, still thinking", "on") == 0.0
