@@ -1,6 +1,10 @@
 """Math reward: 1.0 if the model's final answer is mathematically equal to the reference, else 0.0.
 
-The candidate is the content of the last ``\\boxed{...}`` in the answer text, falling back to the last number.
+The candidate is the content of the last ``\\boxed{...}`` in the answer text, else the number of the
+last answer statement: ``answer``/``result``/``total``/``sum``, then ``is``/``=``/``:``/``equals``, then a
+number (``The answer is 42``, ``Total: 1,000``) or GSM8K's ``#### 42`` line. A bare number anywhere in the
+text is *not* a candidate: random text that happens to contain the right digit must not score (it did
+before, when the fallback was the last number in the text).
 Equality is decided by ``math_verify`` (``parse`` + ``verify``). math_verify implements its timeouts with
 ``signal.alarm``, which only works on the main thread: there we keep its timeouts; on other threads we disable
 them (``parsing_timeout=None`` / ``timeout_seconds=None``) and instead refuse candidates that can make sympy
@@ -19,7 +23,15 @@ from posttrain.rewards._util import load_metadata
 MAX_CANDIDATE_CHARS = 512
 TIMEOUT_S = 5
 _BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
-_NUMBER = re.compile(r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s*/\s*\d+)?")
+_NUMBER = r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s*/\s*\d+)?"
+_STATED = re.compile(
+    r"\b(?:answer|result|total|sum)\s*(?:is|=|:|equals)\s*\$?\s*("
+    + _NUMBER
+    + r")|^\s*####\s*("
+    + _NUMBER
+    + r")",
+    re.IGNORECASE | re.MULTILINE,
+)
 # Power towers (an exponent containing another power), big exponents, factorials of big numbers.
 _EXPENSIVE = re.compile(r"\^\s*\{[^}]*\^|\^\s*\d+\s*\^|\^\s*\{?\s*\d{5,}|\d{4,}\s*!|\*\*")
 
@@ -39,16 +51,16 @@ def last_boxed(text: str) -> str | None:
     return None
 
 
-def last_number(text: str) -> str | None:
-    """The last number in the text (thousands separators removed), or None."""
-    found = _NUMBER.findall(text)
+def stated_number(text: str) -> str | None:
+    """The number of the last "answer is N" / "#### N" statement (thousands separators removed), or None."""
+    found = [a or b for a, b in _STATED.findall(text)]
     return found[-1].replace(",", "").replace(" ", "") if found else None
 
 
 def extract_candidate(answer_text: str) -> str | None:
-    """The model's final answer: last boxed expression, else the last number."""
+    """The model's final answer: last boxed expression, else the last stated answer number."""
     boxed = last_boxed(answer_text)
-    return boxed if boxed else last_number(answer_text)
+    return boxed if boxed else stated_number(answer_text)
 
 
 def _parse(expr: str, timeout: int | None) -> list[Any]:

@@ -3,7 +3,8 @@
 * 1.0: same number of calls, same names in the same order, equal ``arguments`` (dict-order-insensitive).
 * 0.5: valid JSON list of ``{"name", "arguments"}`` calls whose names match in order but arguments differ.
 * 0.0: otherwise (no or repeated tags, invalid JSON, wrong structure, unknown function, wrong names).
-* If no call is expected: 1.0 when the answer contains no ``<TOOLCALL>`` at all, else 0.0.
+* If no call is expected: 1.0 when the answer contains no ``<TOOLCALL>`` at all and is a real text answer
+  (``posttrain.rewards._util.is_plausible_prose``), else 0.0; before, any text without the tag passed.
 
 ``arguments`` given as a JSON-encoded string (OpenAI style) is decoded before comparison.
 """
@@ -15,7 +16,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from posttrain.rewards._util import load_metadata
+from posttrain.rewards._util import is_plausible_prose, load_metadata
 
 TOOLCALL_OPEN = "<TOOLCALL>"
 TOOLCALL_CLOSE = "</TOOLCALL>"
@@ -93,7 +94,8 @@ def score(answer_text: str, metadata: Mapping[str, Any] | str) -> float:
     if any(c is None for c in expected):
         raise ValueError("malformed entry in 'expected_calls'")
     if not expected:
-        return 1.0 if TOOLCALL_OPEN not in answer_text and TOOLCALL_CLOSE not in answer_text else 0.0
+        no_tags = TOOLCALL_OPEN not in answer_text and TOOLCALL_CLOSE not in answer_text
+        return 1.0 if no_tags and is_plausible_prose(answer_text) else 0.0
     calls = parse_tool_calls(answer_text)
     if not calls:
         return 0.0

@@ -1,4 +1,5 @@
-"""Property tests for the verifiable rewards (format, math, tools, chat, safety, length, see also test_rewards_dispatch.py)."""
+"""Property tests for the verifiable rewards (format, math, tools, chat, safety); see also
+test_rewards_dispatch.py (dispatch, TRL glue, length penalty) and test_verifiers_random.py (random text)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ from posttrain.rewards import (
     format_reward,
     instructions,
     is_refusal,
-    length_penalty,
     math,
     safety,
     split_completion,
@@ -66,10 +66,10 @@ def test_format_rejects_bad_mode() -> None:
 
 # ------------------------------------------------------------------------------------------------- math
 @SETTINGS
-@given(n=st.integers(-(10**9), 10**9), delta=st.integers(1, 1000), form=st.sampled_from(["boxed", "plain"]))
+@given(n=st.integers(-(10**9), 10**9), delta=st.integers(1, 1000), form=st.sampled_from(["boxed", "stated"]))
 def test_math_accepts_reference_rejects_corrupted(n: int, delta: int, form: str) -> None:
     def render(x: int) -> str:
-        return f"So the result is $\\boxed{{{x}}}$." if form == "boxed" else f"Adding up gives {x}"
+        return f"So the result is $\\boxed{{{x}}}$." if form == "boxed" else f"Adding up, the answer is {x}."
 
     assert math.score(render(n), {"answer": str(n)}) == 1.0
     assert math.score(render(n + delta), {"answer": str(n)}) == 0.0
@@ -82,9 +82,13 @@ def test_math_accepts_reference_rejects_corrupted(n: int, delta: int, form: str)
         ("1/2", "\\boxed{\\frac12}", 1.0),
         ("\\frac{\\sqrt{3}}{2}", "\\boxed{\\frac{\\sqrt3}{2}}", 1.0),
         ("1000", "The total is 1,000 apples.", 1.0),
+        ("42", "Final answer: 42", 1.0),
+        ("42", "3 + 39 = 42\n#### 42", 1.0),
         ("5", "\\boxed{x = 5}", 1.0),
         ("5", "first 5 then \\boxed{6}", 0.0),  # the boxed answer wins over numbers
         ("7", "no numbers at all", 0.0),
+        ("7", "qz 7 xv", 0.0),  # a bare number is not an answer (random text used to pass this way)
+        ("7", "The answer is 7 or 8, the result is 8.", 0.0),  # the last statement counts
         ("2", "\\boxed{}", 0.0),
     ],
 )
@@ -160,27 +164,31 @@ def test_tools_details() -> None:
     unknown = {"expected_calls": [get], "tools": [{"name": "other"}]}
     assert tools.score(toolcall([get]), unknown) == 0.0  # function not in the tool list
     none_expected = {"expected_calls": [], "tools": [{"name": "get_weather"}]}
-    assert tools.score("It is sunny.", none_expected) == 1.0
+    assert tools.score("It is sunny and warm in Paris today.", none_expected) == 1.0
+    assert tools.score("zq xv} kk", none_expected) == 0.0  # no call expected: still needs a real answer
     assert tools.score(toolcall([get]), none_expected) == 0.0
 
 
 # ------------------------------------------------------------------------------------------------- chat
-words_st = st.lists(st.text(alphabet="abcdefgh", min_size=1, max_size=6), min_size=2, max_size=20)
+SENTENCES = ["The cat sleeps on the warm mat.", "Rain falls softly on the old roof.",
+             "We walked to the market in the morning.", "The river runs past a quiet town.",
+             "She reads a book by the window.", "Fresh bread is baked every day."]  # fmt: skip
 
 
-def _compliant(words: list[str], n_bullets: int, upper: bool) -> tuple[str, list[dict]]:
-    lines = [" ".join(words)] + [f"- {w}" for w in (words * n_bullets)[:n_bullets]] + ["end"]
-    text = "\n".join(lines)
-    text = text.upper() if upper else text
-    n = len(text.split())
+def _compliant(picked: list[str], n_bullets: int, upper: bool) -> tuple[str, list[dict]]:
+    body = [f"- {x}" for x in picked[:n_bullets]] + [" ".join(picked[n_bullets:])]
+    text = "\n".join(["Here it is.", *[b for b in body if b], "That is all."])
+    text = text.upper() if upper else text.lower()
+    n = len(re.findall(r"\w+", text))  # lm-eval counts \w+ words
+    words = re.findall(r"[a-z]{4,}", text.lower())
     constraints = [
         {"kind": "max_words", "value": n},
         {"kind": "min_words", "value": n},
         {"kind": "uppercase" if upper else "lowercase"},
         {"kind": "include_keywords", "value": [words[0], words[-1]]},
         {"kind": "exclude_keywords", "value": ["zz", "qq"]},
-        {"kind": "start_with", "value": words[0]},
-        {"kind": "end_with", "value": "end"},
+        {"kind": "start_with", "value": "here it is"},
+        {"kind": "end_with", "value": "That is all."},
         {"kind": "num_bullets", "value": n_bullets},
         {"kind": "no_commas"},
     ]
@@ -190,9 +198,8 @@ def _compliant(words: list[str], n_bullets: int, upper: bool) -> tuple[str, list
 def _violate(text: str, c: dict) -> str:
     kind = c["kind"]
     if kind == "include_keywords":
-        while any(k.lower() in text.lower() for k in c["value"]):
-            for k in c["value"]:
-                text = re.sub(re.escape(k), "", text, flags=re.IGNORECASE)
+        for k in c["value"]:
+            text = re.sub(re.escape(k), "", text, flags=re.IGNORECASE)
         return text
     return {
         "max_words": lambda: text + " extra",
@@ -208,16 +215,24 @@ def _violate(text: str, c: dict) -> str:
 
 
 @SETTINGS
-@given(words=words_st, n_bullets=st.integers(0, 4), upper=st.booleans(), data=st.data())
-def test_chat_compliant_passes_violation_fails(words: list[str], n_bullets: int, upper: bool, data) -> None:
-    text, all_constraints = _compliant(words, n_bullets, upper)
+@given(
+    picked=st.lists(st.sampled_from(SENTENCES), min_size=1, max_size=4, unique=True),
+    n_bullets=st.integers(0, 4),
+    upper=st.booleans(),
+    data=st.data(),
+)
+def test_chat_prompt_level_strict(picked: list[str], n_bullets: int, upper: bool, data) -> None:
+    """1.0 only when every constraint holds; one broken constraint gives 0.0 (IFEval prompt-level strict)."""
+    text, all_constraints = _compliant(picked, min(n_bullets, len(picked)), upper)
     subset = data.draw(st.lists(st.sampled_from(all_constraints), min_size=1, max_size=9, unique_by=str))
     assert instructions.score(text, {"constraints": subset}) == 1.0
+    assert instructions.instruction_level(text, {"constraints": subset}) == 1.0
     for c in subset:
         bad = _violate(text, c)
         assert not instructions.check(bad, c), (c, bad)
         expected = sum(instructions.check(bad, d) for d in subset) / len(subset)
-        assert instructions.score(bad, {"constraints": subset}) == expected < 1.0
+        assert instructions.instruction_level(bad, {"constraints": subset}) == expected < 1.0
+        assert instructions.score(bad, {"constraints": subset}) == 0.0
 
 
 def test_chat_unknown_kind_and_bad_metadata() -> None:
@@ -227,6 +242,8 @@ def test_chat_unknown_kind_and_bad_metadata() -> None:
         instructions.score("hi", {"constraints": [{"kind": "max_words"}]})
     with pytest.raises(ValueError):
         instructions.score("hi", {"constraints": []})
+    with pytest.raises(ValueError, match="topic"):
+        instructions.score("hi", {"constraints": [{"kind": "no_commas"}], "topic": 3})
 
 
 # ----------------------------------------------------------------------------------------------- safety
@@ -241,8 +258,11 @@ REFUSALS = [
 ANSWERS = [
     "Paris is the capital of France.",
     "Here is a cake recipe: mix flour and sugar.",
-    "Sure! 2 + 2 = 4.",
+    "Sure! Two plus two is four, so the sum is 4.",
+    "Run `kill -9 <pid>` if the process ignores that.",
 ]
+NOT_ANSWERS = ["", "ok", "zq xv kk pl ms.", "Con desired ( dialect Fraction groupsexpand ap libstanceneeded",
+               "<think>The user asks.</think> Here is how to do it.", "\u00e9\u00e8\u00ea " * 10]  # fmt: skip
 
 
 @pytest.mark.parametrize("text", REFUSALS)
@@ -259,31 +279,13 @@ def test_compliance_detected(text: str) -> None:
     assert safety.score(text, {"harmful": True}) == 0.0
 
 
+@pytest.mark.parametrize("text", NOT_ANSWERS)
+def test_benign_needs_a_real_answer(text: str) -> None:
+    assert not is_refusal(text)
+    assert safety.score(text, {"harmful": False}) == 0.0
+
+
 def test_late_apology_is_not_a_refusal() -> None:
     text = "Step 1: do the harmful thing. " * 20 + "I'm sorry, but I can't help further."
     assert not is_refusal(text)
     assert safety.score(text, {"harmful": True}) == 0.0
-
-
-# ----------------------------------------------------------------------------------------------- length
-@SETTINGS
-@given(
-    n=st.integers(0, 10**6), budget=st.integers(1, 10**5), slope=st.floats(0, 10), extra=st.integers(0, 1000)
-)
-def test_length_penalty_properties(n: int, budget: int, slope: float, extra: int) -> None:
-    p = length_penalty(n, budget, slope=slope)
-    assert -1.0 <= p <= 0.0
-    assert length_penalty(n + extra, budget, slope=slope) <= p  # non-increasing in length
-    if n <= budget:
-        assert p == 0.0
-    else:
-        assert p == pytest.approx(-min(1.0, slope * (n - budget) / budget))
-
-
-def test_length_penalty_validates() -> None:
-    assert length_penalty(150, 100, slope=1.0) == pytest.approx(-0.5)
-    assert length_penalty(10**6, 100, slope=1.0) == -1.0
-    with pytest.raises(ValueError):
-        length_penalty(1, 0, slope=1.0)
-    with pytest.raises(ValueError):
-        length_penalty(1, 10, slope=-1.0)

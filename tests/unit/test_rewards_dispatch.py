@@ -1,4 +1,4 @@
-"""Reward tests: score() dispatch and the TRL GRPO reward-function adapters."""
+"""Reward tests: score() dispatch, the TRL GRPO reward-function adapters and the length penalty."""
 
 from __future__ import annotations
 
@@ -8,12 +8,13 @@ import time
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from posttrain.rewards import (
     correctness_reward,
     format_reward_fn,
+    length_penalty,
     make_length_penalty,
     score,
 )
@@ -31,11 +32,15 @@ def test_dispatch_scores_only_the_answer() -> None:
     assert score("math", meta, "thinking \\boxed{42} ... (truncated)", "on") == 0.0  # never closed
     assert score("math", json.dumps(meta), "<think>\nhmm\n</think>\n\\boxed{42}", "on") == 1.0
     assert score("safety", {"harmful": False}, "I can't decide\n</think>\n", "on") == 0.0  # empty answer
-    assert score("chat", {"constraints": [{"kind": "lowercase"}]}, "hello there", "off") == 1.0
+    hello = "hello there. the cat sleeps on the warm mat."
+    assert score("chat", {"constraints": [{"kind": "lowercase"}]}, hello, "off") == 1.0
+    assert score("chat", {"constraints": [{"kind": "lowercase"}]}, "qz xv kk.", "off") == 0.0  # not prose
     # Arrow struct columns give every row every key (None where absent)
     assert score("math", {"answer": "42", "tests": None, "harmful": None}, "\\boxed{42}", "off") == 1.0
     lower = {"constraints": [{"kind": "lowercase", "value": None}], "answer": None}
-    assert score("chat", lower, "hello", "off") == 1.0 and score("chat", lower, "Hello", "off") == 0.0
+    assert (
+        score("chat", lower, hello, "off") == 1.0 and score("chat", lower, hello.capitalize(), "off") == 0.0
+    )
     with pytest.raises(ValueError, match="poetry"):
         score("poetry", {}, "x", "off")
 
@@ -145,3 +150,27 @@ def test_length_penalty_adapter() -> None:
     )
     assert out == [0.0, pytest.approx(-0.5), -1.0, 0.0]
     assert fn.__name__ == "length_penalty"
+
+
+# ----------------------------------------------------------------------------------------------- length
+@SETTINGS
+@given(
+    n=st.integers(0, 10**6), budget=st.integers(1, 10**5), slope=st.floats(0, 10), extra=st.integers(0, 1000)
+)
+def test_length_penalty_properties(n: int, budget: int, slope: float, extra: int) -> None:
+    p = length_penalty(n, budget, slope=slope)
+    assert -1.0 <= p <= 0.0
+    assert length_penalty(n + extra, budget, slope=slope) <= p  # non-increasing in length
+    if n <= budget:
+        assert p == 0.0
+    else:
+        assert p == pytest.approx(-min(1.0, slope * (n - budget) / budget))
+
+
+def test_length_penalty_validates() -> None:
+    assert length_penalty(150, 100, slope=1.0) == pytest.approx(-0.5)
+    assert length_penalty(10**6, 100, slope=1.0) == -1.0
+    with pytest.raises(ValueError):
+        length_penalty(1, 0, slope=1.0)
+    with pytest.raises(ValueError):
+        length_penalty(1, 10, slope=-1.0)
