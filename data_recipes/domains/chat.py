@@ -5,7 +5,8 @@ drawn from: max_words, min_words, lowercase, uppercase, include_keywords, exclud
 end_with, start_with, num_bullets, no_commas (incompatible pairs are never drawn together). The
 response is assembled from comma-free topic sentences; word limits are set from the assembled
 response's word count (whitespace and ``\\w+`` counts both respected), so the reference always
-passes. Metadata: ``{"constraints": [{"kind", "value"?}]}``.
+passes. Metadata: ``{"constraints": [{"kind", "value"?}], "topic"}``; the verifier also requires the
+answer to name the topic, so fluent text about something else does not pass.
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ def generate(cfg, indices: list[int]) -> list[dict]:
         reasoning = "\n".join([f"The user wants a short text about {topic}.", *[f"Rule: {r}" for r in rules]])
         messages = [msg("user", " ".join([rng.choice(_ASK).format(topic), *rules])),
                     msg("assistant", text, reasoning=reasoning)]  # fmt: skip
-        out.append(make_sample("chat", cfg.seed, i, messages, {"constraints": constraints}))
+        out.append(make_sample("chat", cfg.seed, i, messages, {"constraints": constraints, "topic": topic}))
     return out
 
 

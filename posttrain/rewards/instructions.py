@@ -5,8 +5,8 @@
 1. the answer is plausible English prose (``posttrain.rewards._util.is_plausible_prose``: enough
    English-looking words, function words, a finished sentence, no think/tool tags), so random tokens fail
    even when they happen to meet every constraint (no commas, no forbidden word, short enough, ...);
-2. if ``metadata["topic"]`` is given, the answer mentions it (``on_topic``); the generated chat data does not
-   carry a topic yet, so this is checked only when present;
+2. if ``metadata["topic"]`` is given, the answer mentions it (``on_topic``); the generated chat data carries
+   its topic (rows from other sources may not, and are then checked without it);
 3. every constraint in ``metadata["constraints"]`` holds (``check``), on the answer as given (strict: no
    stripping of markdown or first/last lines, unlike IFEval's "loose" variant).
 
