@@ -42,6 +42,8 @@ def check_modes(modes: list[str], stage: str) -> list[str]:
     bad = [m for m in modes if m not in MODES]
     if bad or not modes or len(set(modes)) != len(modes):
         why = f"unknown mode(s) {bad}" if bad else "empty" if not modes else f"duplicates in {modes}"
+        if {"True", "False"} & set(bad):
+            why += " (YAML reads a bare on/off as a boolean: quote them, modes: ['on', 'off'])"
         raise PosttrainError(f"stage.{stage}.modes: {why}; use a non-empty subset of {list(MODES)}")
     return list(modes)
 
