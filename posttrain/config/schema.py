@@ -37,6 +37,9 @@ class ModelConfig:
         "native: keep the checkpoint's template; nano2: install the Nano 2 reasoning conventions "
         "(/think, /no_think, <think> tokens, tool markers, generation tags) with its own turn markers.",
     )
+    tool_tokens: bool = _f(
+        False, "chat_template=nano2: also add the tool markers as new tokens (off: they stay BPE text)."
+    )
     turn_markers: dict[str, str] = _f(
         {}, "chat_template=nano2: {system, user, assistant, end} when the tokenizer's are not detected."
     )

@@ -57,7 +57,9 @@ def initial_checkpoint(cfg: Any, out: Path) -> tuple[str, dict[str, Any]]:
     tok = load_tokenizer(src, trust_remote_code=cfg.trust_remote_code, what="model.path")
     model = load_model(src, dtype=cfg.dtype, trust_remote_code=cfg.trust_remote_code, what="model.path")
     vocab_before = len(tok)
-    model, tok = install_nano2(model, tok, turn_markers=dict(cfg.turn_markers), what="model")
+    model, tok = install_nano2(
+        model, tok, turn_markers=dict(cfg.turn_markers), tool_tokens=cfg.tool_tokens, what="model"
+    )
     metrics = {
         "source": src,
         "params": sum(p.numel() for p in model.parameters()),

@@ -9,8 +9,12 @@ tokenizer's own markers: Nano 2's ``<SPECIAL_1x>`` for the built-in tokenizer, C
 
 :func:`install_nano2` puts the conventions on a (model, tokenizer) pair:
 
-* ``<think>``, ``</think>`` and the tool markers become *added non-special* tokens (TRL's GRPO
-  decodes with ``skip_special_tokens=True`` and would strip special ones silently);
+* ``<think>`` and ``</think>`` become *added non-special* tokens (TRL's GRPO decodes with
+  ``skip_special_tokens=True`` and would strip special ones silently); the tool markers too with
+  ``tool_tokens=True``. By default they stay text in the tokenizer's own BPE pieces: measured on
+  SmolLM2 after 30 SFT steps, a new ``<TOOLCALL>`` row was never emitted (the model wrote its
+  pieces' neighbours, ``OLEDCELL[...]``, and scored 0 on tool calling), while the text form is
+  copied from the prompt's tool list like any other string;
 * the embedding grows by the new tokens; each new row (input and, if untied, output) is the mean of
   the rows of the sub-tokens the text split into before it was added (``<think>`` -> ``<``,
   ``think``, ``>``), so a new token starts near what the model already reads there rather than at a
@@ -113,7 +117,9 @@ def _pad_token(tok, end: str) -> str:
     return end
 
 
-def install_nano2(model, tok, *, turn_markers: dict | None = None, what: str = "model"):
+def install_nano2(
+    model, tok, *, turn_markers: dict | None = None, tool_tokens: bool = False, what: str = "model"
+):
     """Put the Nano 2 conventions on ``tok`` (and resize ``model``'s embeddings); returns both.
 
     Idempotent: tokens already present as added tokens are kept with their rows.
@@ -123,7 +129,8 @@ def install_nano2(model, tok, *, turn_markers: dict | None = None, what: str = "
     markers = detect_markers(tok, turn_markers, what=what)
     check_added_tokens(tok, what=what)
     vocab = tok.get_vocab()
-    new = [t for t in ADDED_TOKENS if t not in vocab]
+    wanted = ADDED_TOKENS if tool_tokens else (THINK_OPEN, THINK_CLOSE)
+    new = [t for t in wanted if t not in vocab]
     pieces = {t: tok.encode(t, add_special_tokens=False) for t in new}
     if new:
         tok.add_tokens(list(new), special_tokens=False)

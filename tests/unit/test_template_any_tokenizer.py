@@ -43,8 +43,19 @@ def pair():
     before = {t: tok.encode(t, add_special_tokens=False) for t in ADDED_TOKENS}
     emb = model.get_input_embeddings().weight.detach().clone()
     out = model.get_output_embeddings().weight.detach().clone()
-    model, tok = install_nano2(model, tok)
+    model, tok = install_nano2(model, tok, tool_tokens=True)
     return model, tok, before, emb, out
+
+
+def test_default_adds_only_the_think_tokens_and_tool_markers_stay_text():
+    tok = chatml_tokenizer()
+    n = len(tok)
+    _, tok = install_nano2(None, tok)
+    assert len(tok) == n + 2 and "<TOOLCALL>" not in tok.get_vocab()
+    for t in ("<think>", "</think>"):
+        assert len(tok.encode(t, add_special_tokens=False)) == 1
+    ids = tok.encode('<TOOLCALL>[{"name": "f"}]</TOOLCALL><|im_end|>', add_special_tokens=False)
+    assert tok.decode(ids, skip_special_tokens=True) == '<TOOLCALL>[{"name": "f"}]</TOOLCALL>'
 
 
 def render(tok, msgs, **kw):
@@ -105,7 +116,7 @@ def test_new_rows_are_the_mean_of_their_pieces(pair):
 def test_install_is_idempotent(pair):
     model, tok, *_ = pair
     n = len(tok)
-    model2, tok2 = install_nano2(model, tok)
+    model2, tok2 = install_nano2(model, tok, tool_tokens=True)
     assert len(tok2) == n and model2.get_input_embeddings().weight.shape[0] == n
 
 
