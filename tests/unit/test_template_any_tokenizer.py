@@ -198,3 +198,31 @@ def test_server_client_and_budget_work_unchanged_on_chatml(pair, tmp_path):
         server.server_close()
     assert score("math", {"answer": "42"}, "12 + 30 = 42\n</think>\nThe answer is \\boxed{42}", "on") == 1.0
     assert score("math", {"answer": "42"}, "the answer is 42, still thinking", "on") == 0.0
+
+
+def test_initial_checkpoint_from_any_hf_dir(tmp_path):
+    """model=hf model.path=<dir> model.chat_template=nano2: the same loaders as a hub id, then the
+    conventions installed and saved; native keeps a reference to the checkpoint as is."""
+    from posttrain.config.schema import ModelConfig
+    from posttrain.models import initial_checkpoint, load_tokenizer, save_checkpoint
+
+    tok = chatml_tokenizer()
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                      num_attention_heads=2, num_key_value_heads=1)  # fmt: skip
+    src = save_checkpoint(LlamaForCausalLM(cfg), tok, tmp_path / "src")
+    ref, metrics = initial_checkpoint(
+        ModelConfig(kind="hf", path=str(src), chat_template="native"), tmp_path / "a"
+    )
+    assert ref == str(src) and not (tmp_path / "a").exists()
+    ref, metrics = initial_checkpoint(
+        ModelConfig(kind="hf", path=str(src), chat_template="nano2"), tmp_path / "b"
+    )
+    assert metrics["added_tokens"] == 2 and metrics["source"] == str(src)
+    out = load_tokenizer(ref)
+    assert out.eos_token == END and out.apply_chat_template(
+        [{"role": "user", "content": "hi /no_think"}], tokenize=False, add_generation_prompt=True
+    ).endswith(f"{AST}<think></think>")
+    with pytest.raises(PosttrainError, match=r"^model\.chat_template: 'nano3'"):
+        initial_checkpoint(ModelConfig(kind="hf", path=str(src), chat_template="nano3"), tmp_path / "c")
+    with pytest.raises(PosttrainError, match=r"^model\.kind: unknown kind 'onnx'"):
+        initial_checkpoint(ModelConfig(kind="onnx"), tmp_path / "d")
