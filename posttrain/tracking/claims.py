@@ -1,4 +1,4 @@
-"""What a finished pipeline run shows, checked from its manifests: the demo's four claims.
+"""What a finished pipeline run shows, checked from its manifests: the demo's five claims.
 
 Each check reads only ``<run_dir>/<NN>_<stage>/manifest.json`` metrics (the eval stage's summary keys
 and its baselines' ``<name>.<key>`` copies; the GRPO stage's ``reward_first`` / ``reward_last``):
@@ -10,6 +10,8 @@ and its baselines' ``<name>.<key>`` copies; the GRPO stage's ``reward_first`` / 
    ``budget_tokens`` tokens, the format share is within ``KEEP`` of the uncut ``/think`` share.
    (The counterfactual, the same pipeline without truncated-thinking samples, is ``posttrain ablate``.)
 4. **GRPO's mean reward over its last steps exceeds its first steps** (first vs last third of logs).
+5. **DPO and GRPO do not lower held-out accuracy below SFT's beyond noise**: the eval's paired
+   difference final - SFT over every (prompt, mode) has a 95 % interval whose upper end is >= 0.
 
 A missing stage or metric makes its check ``None`` (not run), never a pass.
 """
@@ -39,7 +41,7 @@ def _last(ms: list[dict[str, Any]], kind: str) -> dict[str, Any] | None:
 
 
 def demo_checks(run_dir: str | Path) -> list[dict[str, Any]]:
-    """``[{claim, evidence, passed}]`` for the four claims; ``passed`` is None when not measurable."""
+    """``[{claim, evidence, passed}]`` for the five claims; ``passed`` is None when not measurable."""
     ms = _manifests(Path(run_dir))
     ev, grpo = _last(ms, "eval"), _last(ms, "grpo")
     rows = []
@@ -79,6 +81,15 @@ def demo_checks(run_dir: str | Path) -> list[dict[str, Any]]:
         "GRPO's mean reward over its last steps exceeds its first steps",
         f"{r[0]:.3f} -> {r[1]:.3f} (first vs last third of steps)" if r else "no grpo stage",
         (r[1] > r[0]) if r else None,
+    )
+    d, ci = (ev or {}).get("delta_vs_sft.accuracy_all"), (ev or {}).get("delta_vs_sft.accuracy_ci_all")
+    ok = isinstance(d, (int, float)) and isinstance(ci, list) and len(ci) == 2
+    add(
+        "DPO and GRPO do not lower held-out accuracy below SFT beyond noise",
+        f"final - sft {d:+.3f}, 95 % CI [{ci[0]:+.3f}, {ci[1]:+.3f}]"
+        if ok
+        else "no eval with an sft baseline",
+        (ci[1] >= 0) if ok else None,
     )
     return rows
 
