@@ -154,7 +154,9 @@ class GRPOStageConfig(TrainStageConfig):
     max_completion_length: int = _f(96, "Max completion tokens.")
     temperature: float = _f(1.0, "Sampling temperature.")
     beta: float = _f(0.0, "KL coefficient to the reference (0: no reference model).")
-    rewards: list[str] = _f(["correctness", "format"], "Reward functions: correctness, format, length.")
+    rewards: list[str] = _f(
+        ["correctness", "format"], "Reward functions: correctness, format, length, math_steps (dense)."
+    )
     reward_weights: list[float] = _f([], "Weights per reward (empty: all 1).")
     length_budget: int = _f(64, "Thinking budget for the length penalty (tokens).")
     length_slope: float = _f(0.5, "Length penalty per unit overshoot fraction.")

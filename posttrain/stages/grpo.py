@@ -2,7 +2,8 @@
 
 For each prompt, G completions are sampled; each gets r = Σ_j w_j r_j over the configured reward
 functions (correctness by domain verifier, think-block format, optional soft length penalty over a
-thinking budget). The advantage is the group-normalised reward (r - mean_G) / std_G and the policy
+thinking budget, optional ``math_steps``: the share of right and grounded arithmetic steps in the
+trace, ``posttrain.rewards.steps``). The advantage is the group-normalised reward (r - mean_G) / std_G and the policy
 is updated with TRL's clipped surrogate; ``beta=0`` drops the KL-to-reference term (as DAPO/Dr.GRPO
 and NeMo-RL's defaults allow). A randomly initialised model has zero reward variance, so run SFT first.
 """
@@ -13,6 +14,7 @@ from trl import GRPOConfig, GRPOTrainer
 
 from posttrain import PosttrainError
 from posttrain.rewards import correctness_reward, format_reward_fn, make_length_penalty
+from posttrain.rewards.steps import math_steps_reward
 from posttrain.stages.base import (
     StageInputs,
     StageOutputs,
@@ -32,6 +34,7 @@ def reward_functions(cfg, tok) -> list:
         "correctness": lambda: correctness_reward,
         "format": lambda: format_reward_fn,
         "length": lambda: make_length_penalty(cfg.length_budget, cfg.length_slope, tok),
+        "math_steps": lambda: math_steps_reward,
     }
     unknown = [r for r in cfg.rewards if r not in table]
     if unknown:
