@@ -18,7 +18,7 @@ import importlib.util
 from pathlib import Path
 
 from posttrain import PosttrainError
-from posttrain.models.tokenizer import _cache_root
+from posttrain.models.tokenizer import cache_root
 
 
 def resolve_gguf(ref: str, *, what: str = "model.gguf") -> Path:
@@ -59,7 +59,7 @@ def file_sha256(path: Path) -> str:
 def import_gguf(ref: str, *, cache_dir: str | Path | None = None, what: str = "model.gguf") -> Path:
     """The cached HF checkpoint of the GGUF ``ref`` (converted on first use); returns its directory."""
     src = resolve_gguf(ref, what=what)
-    root = Path(cache_dir) if cache_dir is not None else _cache_root()
+    root = Path(cache_dir) if cache_dir is not None else cache_root()
     out = root / "models" / f"gguf-{file_sha256(src)[:16]}"
     if (out / "config.json").exists() and any(out.glob("*.safetensors")):
         return out

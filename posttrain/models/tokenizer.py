@@ -62,7 +62,8 @@ def _corpus() -> list[str]:
     return [markers] * 50 + [numbers] + texts
 
 
-def _cache_root() -> Path:
+def cache_root() -> Path:
+    """posttrain's cache (tokenizers, imported models, data builds): ``$POSTTRAIN_CACHE`` or ~/.cache/posttrain."""
     return Path(os.environ.get("POSTTRAIN_CACHE", Path.home() / ".cache" / "posttrain"))
 
 
@@ -112,7 +113,7 @@ def build_tokenizer(
     vocab_size: int = DEFAULT_VOCAB_SIZE, cache_dir: str | os.PathLike | None = None
 ) -> PreTrainedTokenizerFast:
     """Return the posttrain tokenizer, training it once and loading it from the cache afterwards."""
-    root = Path(cache_dir) if cache_dir is not None else _cache_root()
+    root = Path(cache_dir) if cache_dir is not None else cache_root()
     path = root / f"tokenizer-{tokenizer_hash(vocab_size)}"
     if not (path / "tokenizer.json").exists():
         root.mkdir(parents=True, exist_ok=True)
