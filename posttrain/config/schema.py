@@ -161,6 +161,10 @@ class GRPOStageConfig(TrainStageConfig):
     length_budget: int = _f(64, "Thinking budget for the length penalty (tokens).")
     length_slope: float = _f(0.5, "Length penalty per unit overshoot fraction.")
     max_prompts: int = _f(0, "Use at most N prompts (0: all).")
+    off_fraction: float | None = _f(
+        None,
+        "Share of prompts re-flagged /no_think, spread evenly over the stream (null: keep the data's flags).",
+    )
     learning_rate: float = _f(1e-4, "Peak learning rate.")
     max_steps: int = _f(30, "Optimizer steps.")
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from trl import GRPOConfig, GRPOTrainer
 
 from posttrain import PosttrainError
+from posttrain.inference.generate import with_reasoning_mode
 from posttrain.rewards import correctness_reward, format_reward_fn, make_length_penalty
 from posttrain.rewards.steps import math_steps_reward
 from posttrain.stages.base import (
@@ -42,6 +43,28 @@ def reward_functions(cfg, tok) -> list:
     return [table[r]() for r in cfg.rewards]
 
 
+def off_slots(n: int, fraction: float) -> list[bool]:
+    """Which of ``n`` stream positions go /no_think: position i is off when floor((i+1)f) > floor(if),
+    so every window of w prompts holds floor(wf) or ceil(wf) off prompts and the total is floor(nf)."""
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"fraction must be in [0, 1], got {fraction}")
+    return [int((i + 1) * fraction) > int(i * fraction) for i in range(n)]
+
+
+def mix_modes(ds, fraction: float):
+    """Re-flag the prompts of ``ds`` per ``off_slots``: the system turn gets /no_think or /think and the
+    ``reasoning`` column (read by the rewards) follows. The eval splits its prompts between modes the
+    same way, while the RL view keeps the SFT mix (~10 % off), so RL would otherwise barely train
+    the /no_think mode it is scored on."""
+    slots = off_slots(len(ds), fraction)
+
+    def flag(row, i):
+        mode = "off" if slots[i] else "on"
+        return {"prompt": with_reasoning_mode(row["prompt"], mode), "reasoning": mode}
+
+    return ds.map(flag, with_indices=True)
+
+
 def reward_trend(log_history: list[dict], frac: float = 1 / 3) -> dict[str, float]:
     """Mean logged reward (total and per reward function) over the first and last ``frac`` of steps."""
     out: dict[str, float] = {}
@@ -60,10 +83,14 @@ def reward_trend(log_history: list[dict], frac: float = 1 / 3) -> dict[str, floa
 
 
 def run(cfg, inputs: StageInputs) -> StageOutputs:
+    if cfg.off_fraction is not None and not 0.0 <= cfg.off_fraction <= 1.0:
+        raise PosttrainError(f"stage.{inputs.name}.off_fraction: {cfg.off_fraction} is not in [0, 1]")
     model, tok = load_policy(inputs)
     train = load_view(inputs, "rl", "train", categories=cfg.categories, keep=KEEP).shuffle(seed=inputs.seed)
     if cfg.max_prompts:
         train = train.select(range(min(cfg.max_prompts, len(train))))
+    if cfg.off_fraction is not None:
+        train = mix_modes(train, cfg.off_fraction)
     args = common_trainer_args(cfg, inputs)
     args.update(
         num_generations=cfg.num_generations,

@@ -1,0 +1,48 @@
+"""GRPO's mode mix: which prompts are re-flagged /no_think, and that prompt and reward column agree."""
+
+import math
+
+import pytest
+from datasets import Dataset
+from hypothesis import given
+from hypothesis import strategies as st
+
+from posttrain.stages.grpo import mix_modes, off_slots
+
+
+@given(st.integers(0, 400), st.floats(0.0, 1.0))
+def test_off_slots_total_and_spread(n, f):
+    slots = off_slots(n, f)
+    assert len(slots) == n
+    assert sum(slots) == int(n * f)
+    # every window of w consecutive prompts holds floor(wf) or ceil(wf) off prompts (up to rounding)
+    for w in (1, 4, 8):
+        for i in range(0, max(0, n - w + 1), max(1, w)):
+            k = sum(slots[i : i + w])
+            assert math.floor(w * f) - 1 <= k <= math.ceil(w * f) + 1
+
+
+def test_off_slots_rejects_out_of_range():
+    with pytest.raises(ValueError, match="fraction"):
+        off_slots(4, 1.5)
+
+
+def test_mix_modes_flags_prompt_and_reasoning_column():
+    rows = [
+        {
+            "prompt": [{"role": "system", "content": "/think"}, {"role": "user", "content": f"q{i}"}],
+            "reasoning": "on",
+        }
+        for i in range(6)
+    ] + [{"prompt": [{"role": "user", "content": "no system /no_think"}], "reasoning": "off"}]
+    out = mix_modes(Dataset.from_list(rows), 0.5)
+    modes = out["reasoning"]
+    assert modes == ["on", "off", "on", "off", "on", "off", "on"]
+    for row in out:
+        system = row["prompt"][0]
+        assert system["role"] == "system"
+        flag = "/no_think" if row["reasoning"] == "off" else "/think"
+        assert system["content"].split()[-1] == flag
+        # exactly one flag in the whole prompt
+        text = " ".join(m["content"] for m in row["prompt"])
+        assert text.count("/think") + text.count("/no_think") == 1
