@@ -45,7 +45,9 @@ class SourceConfig:
             raise DataError("recipe", "sources.weight/limit", "must be >= 0")
         ok = self.take in (None, "all") or (type(self.take) is int and self.take >= 0)
         if not ok:
-            raise DataError("recipe", "sources.take", f"must be null, 'all' or an integer >= 0, got {self.take!r}")
+            raise DataError(
+                "recipe", "sources.take", f"must be null, 'all' or an integer >= 0, got {self.take!r}"
+            )
 
 
 _TINY_MATH = {

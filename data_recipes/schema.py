@@ -47,7 +47,9 @@ def _split_think(content: str, reasoning: str | None, where: str, field: str) ->
         if _has_think(reasoning):
             raise DataError(where, f"{field}.reasoning_content", "contains <think>/</think> tags")
         if _has_think(content):
-            raise DataError(where, f"{field}.content", "has a <think> block and a reasoning_content; give one")
+            raise DataError(
+                where, f"{field}.content", "has a <think> block and a reasoning_content; give one"
+            )
         return content, reasoning
     hit = _INLINE_THINK.match(content)
     if hit:
@@ -60,7 +62,9 @@ def _split_think(content: str, reasoning: str | None, where: str, field: str) ->
             raise DataError(where, f"{field}.content", "</think> without a matching <think>")
         return rest, inner
     if THINK_OPEN in content:
-        why = "<think> block must open the turn" if THINK_CLOSE in content else "unclosed <think> (no </think>)"
+        why = (
+            "<think> block must open the turn" if THINK_CLOSE in content else "unclosed <think> (no </think>)"
+        )
         raise DataError(where, f"{field}.content", why)
     if THINK_CLOSE in content:
         raise DataError(where, f"{field}.content", "</think> without a matching <think>")
