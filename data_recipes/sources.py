@@ -97,6 +97,19 @@ def _hub(src: SourceConfig, seed: int) -> Iterator[tuple[str, Any, str]]:
         yield f"{where}:{i + 1}", rec, ""
 
 
+def local_files(src: SourceConfig) -> list[Path] | None:
+    """The data files of a local source, or None for an HF dataset id; a ``DataError`` otherwise."""
+    path = Path(src.path).expanduser()
+    if path.exists():
+        files = _files(path)
+        if not files:
+            raise DataError(str(path), "sources.path", f"no {'/'.join(_SUFFIXES)} files in this directory")
+        return files
+    if src.path.count("/") == 1 and not src.path.startswith((".", "/")):
+        return None
+    raise DataError(str(path), "sources.path", "no such file or directory")
+
+
 def _nonempty(gen: Iterator, path: Path) -> Iterator:
     """``gen``, raising a ``DataError`` naming ``path`` if it yields nothing (an empty source file)."""
     empty = True
@@ -115,18 +128,12 @@ def iter_raw(
     A hub dataset is streamed, shuffled with a 10k buffer, and read only up to ``hub_rows`` records
     (the mixture's share): reading a 20M-row split in full to sample from it would not scale.
     """
-    path = Path(src.path).expanduser()
-    limit = src.limit
-    if path.exists():
-        files = _files(path)
-        if not files:
-            raise DataError(str(path), "sources.path", f"no {'/'.join(_SUFFIXES)} files in this directory")
+    limit, files = src.limit, local_files(src)
+    if files is not None:
         gens = [_nonempty(_parquet(p) if p.suffix == ".parquet" else _jsonl(p), p) for p in files]
-    elif src.path.count("/") == 1 and not src.path.startswith((".", "/")):
+    else:
         gens = [_hub(src, seed)]
         limit = hub_rows if limit is None else min(limit, hub_rows if hub_rows is not None else limit)
-    else:
-        raise DataError(str(path), "sources.path", "no such file or directory")
     n = 0
     for gen in gens:
         for item in gen:
