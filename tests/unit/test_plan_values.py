@@ -36,7 +36,6 @@ CASES = [
     (["stage.sft.per_device_train_batch_size=0"], "stage.sft.per_device_train_batch_size", "must be >= 1"),
     (["stage.sft.lr_scheduler_type=cosin"], "stage.sft.lr_scheduler_type", "unknown value 'cosin'"),
     (["stage.sft.packing_strategy=tight"], "stage.sft.packing_strategy", "unknown value 'tight'"),
-    (["+stage.sft.trainer_args.bogus_arg=1"], "stage.sft.trainer_args.bogus_arg", "not a field of trl.SFTConfig"),
     (["stage.preference.temperature=-0.5"], "stage.preference.temperature", "must be >= 0"),
     (["stage.preference.num_samples=0"], "stage.preference.num_samples", "must be >= 1"),
     (["stage.preference.max_samples=2"], "stage.preference.max_samples", "below num_samples=4"),
