@@ -124,9 +124,10 @@ def test_saturation_gives_503_and_the_admitted_requests_finish(server):
     try:
         with ThreadPoolExecutor(LIMITS.max_concurrency) as pool:
             waiting = [pool.submit(post, server, VALID) for _ in range(LIMITS.max_concurrency)]
-            deadline = time.monotonic() + 10
+            deadline = time.monotonic() + 30
             while server.stats["in_flight"] < LIMITS.max_concurrency and time.monotonic() < deadline:
                 time.sleep(0.02)
+            assert server.stats["in_flight"] == LIMITS.max_concurrency  # both admitted, both waiting
             status, body, headers = post(server, VALID)
             assert status == 503 and body["error"]["code"] == "busy" and headers["Retry-After"] == "1"
             engine.lock.release()
@@ -135,7 +136,7 @@ def test_saturation_gives_503_and_the_admitted_requests_finish(server):
     finally:
         if held:
             engine.lock.release()
-    assert post(server, VALID)[0] == 200 and server.stats["in_flight"] == 0
+    assert post(server, VALID)[0] == 200  # (in_flight drops just after the response is written)
 
 
 def test_connection_cap_refuses_at_accept_and_idle_sockets_are_closed(server):
