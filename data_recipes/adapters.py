@@ -39,10 +39,22 @@ def _reasoning_of(messages: list) -> str:
     return "off"
 
 
-def _wrap(messages: list, row: dict, category: str | None, metadata: dict) -> dict:
+def _tools(value: Any, where: str) -> list:
+    """A ``tools`` list: given as a list of objects or a JSON string of one."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as e:
+            raise DataError(where, "tools", f"not valid JSON ({e.msg})") from None
+    if not isinstance(value, list) or not all(isinstance(t, dict) for t in value):
+        raise DataError(where, "tools", "must be a list of tool objects")
+    return value
+
+
+def _wrap(messages: list, row: dict, category: str | None, metadata: dict, where: str) -> dict:
     meta = dict(metadata)
     if row.get("tools"):
-        meta["tools"] = row["tools"] if not isinstance(row["tools"], str) else json.loads(row["tools"])
+        meta["tools"] = _tools(row["tools"], where)
     return {
         "uuid": str(row.get("uuid") or row.get("id") or content_uuid(messages)),
         "license": str(row.get("license") or "unknown"),
@@ -61,12 +73,16 @@ def _require(row: dict, key: str, where: str) -> Any:
     return row[key]
 
 
-def _turns(value: Any, role: str) -> list:
-    return [{"role": role, "content": value}] if isinstance(value, str) else list(value)
+def _turns(value: Any, role: str, where: str, field: str) -> list:
+    if isinstance(value, str):
+        return [{"role": role, "content": value}]
+    if not isinstance(value, list):
+        raise DataError(where, field, f"must be a string or a list of messages, got {type(value).__name__}")
+    return list(value)
 
 
 def from_openai(row: dict, where: str, category: str | None) -> dict:
-    return _wrap(_require(row, "messages", where), row, category, {})
+    return _wrap(_require(row, "messages", where), row, category, {}, where)
 
 
 def from_sharegpt(row: dict, where: str, category: str | None) -> dict:
@@ -94,14 +110,14 @@ def from_sharegpt(row: dict, where: str, category: str | None) -> dict:
             messages.append({"role": role, "content": value})
     if row.get("system") and (not messages or messages[0]["role"] != "system"):
         messages.insert(0, {"role": "system", "content": row["system"]})
-    return _wrap(messages, row, category, {})
+    return _wrap(messages, row, category, {}, where)
 
 
 def from_preference(row: dict, where: str, category: str | None) -> dict:
-    prompt = _turns(_require(row, "prompt", where), "user")
-    chosen = _turns(_require(row, "chosen", where), "assistant")
-    rejected = _turns(_require(row, "rejected", where), "assistant")
-    return _wrap(prompt + chosen, row, category, {"rejected": rejected})
+    prompt = _turns(_require(row, "prompt", where), "user", where, "prompt")
+    chosen = _turns(_require(row, "chosen", where), "assistant", where, "chosen")
+    rejected = _turns(_require(row, "rejected", where), "assistant", where, "rejected")
+    return _wrap(prompt + chosen, row, category, {"rejected": rejected}, where)
 
 
 def adapt(row: Any, fmt: str, where: str, category: str | None) -> Any:

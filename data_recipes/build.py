@@ -80,25 +80,49 @@ def _read_manifest(path: Path) -> dict | None:
 
 
 def collect(cfg: RecipeConfig) -> tuple[list[dict], list[dict], dict]:
-    """Generated and loaded samples (in a fixed order), the rejects and the mixture report."""
+    """Generated and loaded samples (in a fixed order), the rejects and the mixture report.
+
+    ``total`` is shared by weight among the domains and the sources without ``take``; a source with
+    ``take: all`` gives every valid row and ``take: N`` N rows, outside ``total``. ``sampled`` reports,
+    per source, how many valid rows were read, rejected and taken.
+    """
     weights = {f"domain:{d}": w for d, w in cfg.domains.items() if w > 0}
-    weights.update({f"source:{i}": s.weight for i, s in enumerate(cfg.sources) if s.weight > 0})
+    weights.update(
+        {f"source:{i}": s.weight for i, s in enumerate(cfg.sources) if s.weight > 0 and s.take is None}
+    )
     target = allocate(cfg.total, weights)
-    samples, rejects, got = [], [], {}
+    samples, rejects, got, sampled = [], [], {}, {}
     for d in sorted(d for d in cfg.domains if f"domain:{d}" in target):
         rows = parallel.generate(cfg, d, target[f"domain:{d}"])
         got[f"domain:{d}"] = len(rows)
         samples += rows
     for i, src in enumerate(cfg.sources):
-        rows, rej = load_source(src, cfg.on_error, hub_rows=target.get(f"source:{i}", 0), seed=cfg.seed)
+        key = f"source:{i}"
+        want = target.get(key, 0) if src.take is None else None if src.take == "all" else int(src.take)
+        rows, rej = load_source(src, cfg.on_error, hub_rows=want, seed=cfg.seed)
         rejects += rej
-        rows = take(rows, target.get(f"source:{i}", 0), cfg.seed, f"source:{i}")
-        got[f"source:{i}"] = len(rows)
+        read = len(rows)
+        rows = rows if want is None else take(rows, want, cfg.seed, key)
+        got[key] = len(rows)
+        sampled[key] = {"path": src.path, "take": "share" if src.take is None else src.take, "read": read,
+                        "rejected": len(rej), "taken": len(rows)}  # fmt: skip
         samples += rows
     names = {f"source:{i}": s.path for i, s in enumerate(cfg.sources)}
     report = {"target": target, "taken": got, "shortfall": {k: target[k] - got.get(k, 0) for k in target},
-              "sources": names}  # fmt: skip
+              "sources": names, "sampled": sampled}  # fmt: skip
     return samples, rejects, report
+
+
+def check_splits(cfg: RecipeConfig, splits: dict[str, list[dict]], prompts: dict[str, int]) -> None:
+    """Fail before writing when a split with a non-zero fraction came out empty (trainers need it)."""
+    n = sum(prompts.values())
+    for sp in SPLITS:
+        if cfg.splits[sp] > 0 and not splits[sp]:
+            raise DataError(
+                f"recipe {cfg.name}", f"splits.{sp}",
+                f"empty split ({prompts[sp]} of {n} prompts at fraction {cfg.splits[sp]}, none left after "
+                f"checks); raise `total` or splits.{sp}, or set splits.{sp}=0 to build without one",
+            )  # fmt: skip
 
 
 def _length_check(
@@ -184,6 +208,7 @@ def build_recipe(cfg, out: str | Path, *, force: bool = False, tokenizer=None) -
     n_trunc = truncate_share(samples, cfg.truncate_fraction, tuple(cfg.truncate_budget), cfg.seed, tok)
     samples, lens, rlens = _length_check(samples, tok, cfg, rejects)
     splits = {sp: shuffle([s for s in samples if s["_split"] == sp], cfg.seed, sp) for sp in SPLITS}
+    check_splits(cfg, splits, prompts)
     budgets = [s["metadata"]["thinking_budget"] for s in samples if "thinking_budget" in s["metadata"]]
     manifest = {
         "name": cfg.name,

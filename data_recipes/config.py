@@ -27,6 +27,11 @@ class SourceConfig:
     category: str | None = _f(None, "Category to assign when rows have none.")
     weight: float = _f(1.0, "Mixture weight of this source relative to the generated domains.")
     limit: int | None = _f(None, "Read at most this many rows (None: all).")
+    take: Any = _f(
+        None,
+        "Rows to sample: null = this source's `weight` share of `total`; `all` = every valid row; "
+        "an integer N = N rows (seeded; fewer if the source has fewer). `all`/N sit outside `total`.",
+    )
 
     def __post_init__(self) -> None:
         from data_recipes.adapters import FORMATS
@@ -38,6 +43,11 @@ class SourceConfig:
             raise DataError("recipe", "sources.format", f"{self.format!r} not in {list(FORMATS)}")
         if self.weight < 0 or (self.limit is not None and self.limit < 0):
             raise DataError("recipe", "sources.weight/limit", "must be >= 0")
+        ok = self.take in (None, "all") or (type(self.take) is int and self.take >= 0)
+        if not ok:
+            raise DataError(
+                "recipe", "sources.take", f"must be null, 'all' or an integer >= 0, got {self.take!r}"
+            )
 
 
 _TINY_MATH = {

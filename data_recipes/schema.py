@@ -9,6 +9,9 @@ Normalisation (so real Nemotron rows load unchanged and render right with the Na
 * ``metadata`` may be a dict, a JSON string (as in v1) or absent (as in v2); it becomes a dict.
 * An assistant ``content`` that starts with an inline ``<think>...</think>`` block (v1/v2 style) is
   split into ``reasoning_content`` and the answer. ``reasoning_content`` never carries think tags.
+* Broken think structure is rejected, never trained on as-is: an unclosed ``<think>``, a second or
+  nested block, a stray ``</think>``, a block that does not open the turn, think tags inside
+  ``reasoning_content``, or a ``reasoning_content`` together with an inline block.
 * ``tool_calls[].function.arguments`` may be a dict or a JSON string; it becomes a JSON string
   (one Arrow type for every row) and must decode to a JSON object.
 * Every message gets exactly the keys ``role, content, reasoning_content, tool_calls``.
@@ -28,6 +31,44 @@ REQUIRED = ("uuid", "license", "generator", "version", "category", "reasoning", 
 MESSAGE_KEYS = {"role", "content", "reasoning_content", "tool_calls", "tool_call_id", "name"}
 FLAGS = ("/no_think", "/think")
 _INLINE_THINK = re.compile(r"\A\s*<think>\n?(.*?)\n?</think>\s*", re.DOTALL)
+THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
+
+
+def _has_think(text: str) -> bool:
+    return THINK_OPEN in text or THINK_CLOSE in text
+
+
+def _split_think(content: str, reasoning: str | None, where: str, field: str) -> tuple[str, str | None]:
+    """``(content, reasoning)`` of an assistant turn with a well-formed think structure (see module doc).
+
+    An empty ``reasoning_content`` counts as absent, so an inline block next to it is still split off.
+    """
+    if reasoning:
+        if _has_think(reasoning):
+            raise DataError(where, f"{field}.reasoning_content", "contains <think>/</think> tags")
+        if _has_think(content):
+            raise DataError(
+                where, f"{field}.content", "has a <think> block and a reasoning_content; give one"
+            )
+        return content, reasoning
+    hit = _INLINE_THINK.match(content)
+    if hit:
+        inner, rest = hit.group(1), content[hit.end() :]
+        if THINK_OPEN in inner:
+            raise DataError(where, f"{field}.content", "nested <think> block")
+        if THINK_OPEN in rest:
+            raise DataError(where, f"{field}.content", "more than one <think> block")
+        if THINK_CLOSE in rest:
+            raise DataError(where, f"{field}.content", "</think> without a matching <think>")
+        return rest, inner
+    if THINK_OPEN in content:
+        why = (
+            "<think> block must open the turn" if THINK_CLOSE in content else "unclosed <think> (no </think>)"
+        )
+        raise DataError(where, f"{field}.content", why)
+    if THINK_CLOSE in content:
+        raise DataError(where, f"{field}.content", "</think> without a matching <think>")
+    return content, None
 
 
 def _str(value: Any, where: str, field: str, *, allow_empty: bool = True) -> str:
@@ -98,10 +139,8 @@ def validate_message(m: Any, where: str, field: str) -> dict:
     calls = _tool_calls(m.get("tool_calls"), where, f"{field}.tool_calls")
     if calls and role != "assistant":
         raise DataError(where, f"{field}.tool_calls", f"only assistant turns may call tools, not {role}")
-    if role == "assistant" and reasoning is None:
-        hit = _INLINE_THINK.match(content)
-        if hit:
-            reasoning, content = hit.group(1), content[hit.end() :]
+    if role == "assistant":
+        content, reasoning = _split_think(content, reasoning, where, field)
     if role in ("user", "tool") or (role == "assistant" and not calls):
         _str(content, where, f"{field}.content", allow_empty=False)
     return {"role": role, "content": content, "reasoning_content": reasoning or None, "tool_calls": calls}
@@ -117,6 +156,9 @@ def _metadata(value: Any, where: str) -> dict:
             raise DataError(where, "metadata", f"not valid JSON ({e.msg})") from None
     if not isinstance(value, dict):
         raise DataError(where, "metadata", f"expected an object, got {type(value).__name__}")
+    tools = value.get("tools")
+    if tools is not None and (not isinstance(tools, list) or not all(isinstance(t, dict) for t in tools)):
+        raise DataError(where, "metadata.tools", "must be a list of tool objects")
     return value
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,12 +21,35 @@ from data_recipes.errors import DataError
 from data_recipes.schema import validate_message, validate_sample
 
 _SUFFIXES = (".jsonl", ".json", ".parquet")
+_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 def _files(path: Path) -> list[Path]:
     if path.is_dir():
         return sorted(p for p in path.rglob("*") if p.suffix in _SUFFIXES and p.is_file())
     return [path]
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _decode(text: str, where: str) -> Any:
+    """One JSON line, strictly: no NaN/Infinity, no lone surrogates, no unbounded nesting."""
+    try:
+        rec = json.loads(text, parse_constant=_no_constant)
+    except json.JSONDecodeError as e:
+        return DataError(where, "<json>", f"invalid JSON: {e.msg} at column {e.colno}")
+    except ValueError as e:
+        return DataError(where, "<json>", f"invalid JSON: {e}")
+    except RecursionError:
+        return DataError(where, "<json>", "invalid JSON: nested too deeply")
+    if _SURROGATE.search(text):  # only then pay for the exact check
+        try:
+            json.dumps(rec, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            return DataError(where, "<json>", "invalid JSON: a \\u escape is a lone UTF-16 surrogate")
+    return rec
 
 
 def _jsonl(path: Path) -> Iterator[tuple[str, Any, str]]:
@@ -41,12 +65,8 @@ def _jsonl(path: Path) -> Iterator[tuple[str, Any, str]]:
                     raw.decode("utf-8", "replace"),
                 )
                 continue
-            if not text.strip():
-                continue
-            try:
-                yield where, json.loads(text), text
-            except json.JSONDecodeError as e:
-                yield where, DataError(where, "<json>", f"invalid JSON: {e.msg} at column {e.colno}"), text
+            if text.strip():
+                yield where, _decode(text, where), text
 
 
 def _parquet(path: Path) -> Iterator[tuple[str, Any, str]]:
@@ -77,6 +97,29 @@ def _hub(src: SourceConfig, seed: int) -> Iterator[tuple[str, Any, str]]:
         yield f"{where}:{i + 1}", rec, ""
 
 
+def local_files(src: SourceConfig) -> list[Path] | None:
+    """The data files of a local source, or None for an HF dataset id; a ``DataError`` otherwise."""
+    path = Path(src.path).expanduser()
+    if path.exists():
+        files = _files(path)
+        if not files:
+            raise DataError(str(path), "sources.path", f"no {'/'.join(_SUFFIXES)} files in this directory")
+        return files
+    if src.path.count("/") == 1 and not src.path.startswith((".", "/")):
+        return None
+    raise DataError(str(path), "sources.path", "no such file or directory")
+
+
+def _nonempty(gen: Iterator, path: Path) -> Iterator:
+    """``gen``, raising a ``DataError`` naming ``path`` if it yields nothing (an empty source file)."""
+    empty = True
+    for item in gen:
+        empty = False
+        yield item
+    if empty:
+        raise DataError(str(path), "sources.path", "empty file: no records")
+
+
 def iter_raw(
     src: SourceConfig, *, hub_rows: int | None = None, seed: int = 0
 ) -> Iterator[tuple[str, Any, str]]:
@@ -85,15 +128,12 @@ def iter_raw(
     A hub dataset is streamed, shuffled with a 10k buffer, and read only up to ``hub_rows`` records
     (the mixture's share): reading a 20M-row split in full to sample from it would not scale.
     """
-    path = Path(src.path).expanduser()
-    limit = src.limit
-    if path.exists():
-        gens = [_parquet(p) if p.suffix == ".parquet" else _jsonl(p) for p in _files(path)]
-    elif src.path.count("/") == 1 and not src.path.startswith((".", "/")):
+    limit, files = src.limit, local_files(src)
+    if files is not None:
+        gens = [_nonempty(_parquet(p) if p.suffix == ".parquet" else _jsonl(p), p) for p in files]
+    else:
         gens = [_hub(src, seed)]
         limit = hub_rows if limit is None else min(limit, hub_rows if hub_rows is not None else limit)
-    else:
-        raise DataError(str(path), "sources.path", "no such file or directory")
     n = 0
     for gen in gens:
         for item in gen:
@@ -110,9 +150,10 @@ def parse(where: str, rec: Any, src: SourceConfig) -> dict:
     if rejected is not None:
         if not isinstance(rejected, list) or not rejected:
             raise DataError(where, "rejected", "must be a non-empty list of assistant turns")
-        sample["metadata"]["rejected"] = [
-            validate_message(m, where, f"rejected[{i}]") for i, m in enumerate(rejected)
-        ]
+        turns = [validate_message(m, where, f"rejected[{i}]") for i, m in enumerate(rejected)]
+        if turns[-1]["role"] != "assistant":
+            raise DataError(where, f"rejected[{len(turns) - 1}].role", "last rejected turn must be assistant")
+        sample["metadata"]["rejected"] = turns
     sample["_where"] = where
     return sample
 

@@ -77,7 +77,8 @@ def write_output(out: Path, splits: dict[str, list[dict]], rejects: list[dict], 
     with _quiet_progress():
         for view, features in FEATURES.items():
             dd = DatasetDict({sp: _dataset(per_split[sp][view], features) for sp in SPLITS})
-            dd.save_to_disk(str(out / view))
+            # an empty split would be saved with no shard, which load_from_disk cannot read: give it one
+            dd.save_to_disk(str(out / view), num_shards={sp: 1 for sp in SPLITS if not per_split[sp][view]})
             manifest["views"][view] = {sp: len(dd[sp]) for sp in SPLITS}
     (out / "manifest.json").write_text(
         json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"

@@ -4,7 +4,8 @@ posttrain run pipeline=<name> run_dir=<dir> [hydra overrides...]   (full Hydra g
 posttrain status <dir> [--json]
 posttrain data build recipe=<name> out=<dir> [field=value ...]
 posttrain data inspect <dir>
-posttrain serve <checkpoint> [--host 127.0.0.1] [--port 8000]   (OpenAI-compatible HTTP server)
+posttrain serve <checkpoint> [--host 127.0.0.1] [--port 8000] [--max-concurrency 8] [--max-body-bytes N] ...
+                                                       (OpenAI-compatible HTTP server, bounded)
 posttrain eval budget <checkpoint> budgets=[0,8,16,none] out=<dir> data=<data dir>
 """
 
@@ -88,12 +89,13 @@ def cmd_run(argv: list[str]) -> int:
 
     @hydra.main(config_path=str(CONFIG_DIR), config_name="config", version_base="1.3")
     def _main(cfg) -> None:
+        from data_recipes.errors import DataError
         from posttrain.pipeline.status import print_status
 
         quiet()
         try:
             launch(cfg)
-        except PosttrainError as e:
+        except (PosttrainError, DataError) as e:
             print(f"error: {e}", file=sys.stderr)
             from hydra.core.hydra_config import HydraConfig
             from hydra.types import RunMode
@@ -161,8 +163,13 @@ def cmd_data(argv: list[str]) -> int:
     overrides = [f"data={kv.pop('recipe', 'nano2_tiny')}"] + [f"data.{k}={v}" for k, v in kv.items()]
     cfg = compose(overrides)
     manifest = build_recipe(OmegaConf.to_object(cfg.data), out)
-    c = manifest["counts"]
+    c, r = manifest["counts"], manifest["rejected"]
     print(f"built {c['total']} samples into {out} (fingerprint {manifest['fingerprint'][:12]})")
+    for key, s in manifest["mixture"].get("sampled", {}).items():
+        print(f"  {key} {s['path']}: took {s['taken']} of {s['read']} valid rows (take={s['take']}, "
+              f"{s['rejected']} rejected)")  # fmt: skip
+    if r["count"]:
+        print(f"  {r['count']} rejected records in {Path(out) / r['path']}")
     return 0
 
 
@@ -216,10 +223,18 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if cmd != "run":
         quiet()
+    from hydra.errors import HydraException
+
+    from data_recipes.errors import DataError
+
     try:
         return commands[cmd](rest)
-    except PosttrainError as e:
+    except (PosttrainError, DataError) as e:  # one line, no traceback
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except HydraException as e:  # a bad override in `data build` and friends: name the key
+        cause = str(e.__cause__ or "").strip().splitlines()[:1]
+        print("error: " + " ".join([str(e).strip().splitlines()[0], *cause]), file=sys.stderr)
         return 2
 
 

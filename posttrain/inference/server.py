@@ -13,22 +13,23 @@ renders the earlier turns with the generation prompt and appends the final assis
 ``</think>`` around assistant content, so HF's truncation of the rendered turn would not continue it.
 Extension: ``thinking_budget`` (+ ``thinking_grace_tokens``, default 500) runs the server-side budget of
 ``posttrain.inference.budget`` (trace ended at the next newline after the budget, or hard-cut later).
-Errors are JSON ``{"error": {"message", "type", "param", "code"}}`` with 4xx codes.
+Errors are JSON ``{"error": {"message", "type", "param", "code"}}`` with 4xx codes. Request size,
+concurrency, connections and read time are bounded (``posttrain.inference.http.Limits``: 413, 503, 408,
+400 for malformed JSON); ``GET /health`` reports the limits and counters.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from posttrain import PosttrainError
 from posttrain.inference.budget import (
     DEFAULT_GRACE_TOKENS,
     THINK_CLOSE,
@@ -37,16 +38,9 @@ from posttrain.inference.budget import (
     _first_eos,
     generate_budgeted,
 )
+from posttrain.inference.http import ApiError, Handler, LimitedServer, Limits
 
-
-class ApiError(Exception):
-    def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None):
-        super().__init__(message)
-        self.status, self.message, self.param, self.code = status, message, param, code
-
-    def body(self) -> dict[str, Any]:
-        kind = "not_found_error" if self.status == 404 else "invalid_request_error"
-        return {"error": {"message": self.message, "type": kind, "param": self.param, "code": self.code}}
+__all__ = ["ApiError", "Engine", "Limits", "make_server", "serve_main"]
 
 
 class Engine:
@@ -219,54 +213,15 @@ class Engine:
         return {"object": "list", "data": [card]}
 
 
-class Handler(BaseHTTPRequestHandler):
-    server_version = "posttrain-serve/0.1"
-    engine: Engine  # set by make_server
-
-    def log_message(self, fmt: str, *args: Any) -> None:  # quiet; the CLI prints one line per request
-        if getattr(self.server, "verbose", False):
-            super().log_message(fmt, *args)
-
-    def _send(self, status: int, obj: dict[str, Any]) -> None:
-        data = json.dumps(obj).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def do_GET(self) -> None:  # noqa: N802
-        if self.path.rstrip("/") == "/v1/models":
-            return self._send(200, self.engine.models())
-        self._send(404, ApiError(404, f"unknown path {self.path}", None, "not_found").body())
-
-    def do_POST(self) -> None:  # noqa: N802
-        path = self.path.rstrip("/")
-        try:
-            if path not in ("/v1/chat/completions", "/v1/completions"):
-                raise ApiError(404, f"unknown path {self.path}", None, "not_found")
-            raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            try:
-                body = json.loads(raw or b"null")
-            except (json.JSONDecodeError, UnicodeDecodeError) as e:
-                raise ApiError(400, f"request body is not valid JSON: {e}", None, "invalid_json") from None
-            if not isinstance(body, dict):
-                raise ApiError(400, "request body must be a JSON object", None, "invalid_json")
-            self._send(200, self.engine.handle(path, body))
-        except ApiError as e:
-            self._send(e.status, e.body())
-        except Exception as e:  # a bug or an out-of-memory: report it, keep serving
-            self._send(500, {"error": {"message": str(e), "type": "server_error", "param": None, "code": None}})  # fmt: skip
-
-
 def make_server(
     checkpoint: str | None, host: str = "127.0.0.1", port: int = 8000, *, max_context: int | None = None,
     served_model_name: str | None = None, model=None, tokenizer=None, dtype: str = "float32",
-) -> ThreadingHTTPServer:  # fmt: skip
+    limits: Limits | None = None,
+) -> LimitedServer:  # fmt: skip
     """Load ``checkpoint`` (or use ``model``/``tokenizer``) and bind; run ``server.serve_forever()`` in a thread.
 
     ``port=0`` picks a free port (read it from ``server.server_address``). The served model name defaults
-    to the checkpoint directory's name.
+    to the checkpoint directory's name; ``limits`` defaults to ``Limits()``.
     """
     from posttrain.models import load_model, load_tokenizer
 
@@ -276,9 +231,7 @@ def make_server(
         tokenizer = load_tokenizer(checkpoint, what="checkpoint")
     name = served_model_name or (Path(checkpoint).name if checkpoint else "posttrain")
     handler = type("BoundHandler", (Handler,), {"engine": Engine(model, tokenizer, name, max_context)})
-    server = ThreadingHTTPServer((host, port), handler)
-    server.daemon_threads = True
-    return server
+    return LimitedServer((host, port), handler, limits or Limits())
 
 
 def serve_main(argv: list[str]) -> int:
@@ -290,14 +243,29 @@ def serve_main(argv: list[str]) -> int:
     ap.add_argument("--max-context", type=int, default=None, help="Context length (default: the model's).")
     ap.add_argument("--served-model-name", default=None)
     ap.add_argument("--dtype", default="float32")
+    d = Limits()
+    ap.add_argument("--max-body-bytes", type=int, default=d.max_body_bytes, help="Larger bodies get 413.")
+    ap.add_argument("--max-concurrency", type=int, default=d.max_concurrency,
+                    help="Requests running or waiting for the model; more get 503.")  # fmt: skip
+    ap.add_argument("--max-connections", type=int, default=d.max_connections,
+                    help="Connections handled at once; more get 503 at accept.")  # fmt: skip
+    ap.add_argument("--read-timeout", type=float, default=d.read_timeout,
+                    help="Seconds for a request's headers and body to arrive (then 408).")  # fmt: skip
     args = ap.parse_args(argv)
+    try:
+        limits = Limits(args.max_body_bytes, args.max_concurrency, args.max_connections, args.read_timeout)
+    except ValueError as e:
+        raise PosttrainError(f"serve: {e}") from None
     server = make_server(
         args.checkpoint, args.host, args.port, max_context=args.max_context,
-        served_model_name=args.served_model_name, dtype=args.dtype,
+        served_model_name=args.served_model_name, dtype=args.dtype, limits=limits,
     )  # fmt: skip
     host, port = server.server_address[:2]
     engine = server.RequestHandlerClass.engine  # type: ignore[attr-defined]
-    print(f"serving {engine.name} on http://{host}:{port}/v1 (context {engine.max_context})", flush=True)
+    print(
+        f"serving {engine.name} on http://{host}:{port}/v1 (context {engine.max_context}, {limits})",
+        flush=True,
+    )
     try:
         server.serve_forever()
     except KeyboardInterrupt:

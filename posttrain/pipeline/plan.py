@@ -1,4 +1,9 @@
-"""Turn a composed config into an ordered, validated plan of stages (before any work starts)."""
+"""Turn a composed config into an ordered, validated plan of stages (before any work starts).
+
+``build_plan`` checks keys, stage kinds, references and every value a stage or the data build would
+reject later (``posttrain.config.checks``; the data recipe's own ``__post_init__``; local source
+paths), so a bad config fails in seconds with the key's name, before the init model or the data.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +14,11 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from posttrain import PosttrainError
+from posttrain.config.checks import check_stage
 from posttrain.config.schema import STAGE_SCHEMAS
 
 INIT = "init"
+DTYPES = ("float32", "bfloat16", "float16")  # posttrain.models.factory
 
 
 @dataclass
@@ -61,6 +68,36 @@ def check_root(cfg: DictConfig) -> None:
 
     for key in ("pipeline", "model", "data", "launcher", "logger"):
         check_keys(cfg[key], typing_hint(RootConfig, key), key)
+
+
+def check_values(cfg: DictConfig) -> None:
+    """Model, logger and data values (the stages' are checked one by one in ``build_plan``)."""
+    from data_recipes.errors import DataError
+    from data_recipes.sources import local_files
+    from posttrain.models.initial import check_model_config
+
+    check_model_config(cfg.model)
+    if cfg.model.dtype not in DTYPES:
+        raise PosttrainError(f"model.dtype: unknown dtype {cfg.model.dtype!r}; use one of {list(DTYPES)}")
+    if cfg.logger.kind not in ("jsonl", "wandb"):
+        raise PosttrainError(f"logger.kind: unknown logger {cfg.logger.kind!r}; use jsonl or wandb")
+    try:
+        recipe = OmegaConf.to_object(cfg.data)  # runs RecipeConfig/SourceConfig.__post_init__
+        for i, src in enumerate(recipe.sources):
+            try:
+                local_files(src)
+            except DataError as e:
+                raise DataError("recipe", f"sources[{i}].path", f"{e.where}: {e.reason}") from None
+    except DataError as e:
+        raise PosttrainError(f"data.{e.field}: {e.reason}") from None
+    except OmegaConfBaseException as e:
+        raise PosttrainError(f"data: {str(e).splitlines()[0]}") from None
+
+
+def world_size(cfg: DictConfig) -> int:
+    """Training processes per stage under this launcher (GRPO's generation batch spans them)."""
+    kind = cfg.launcher.kind
+    return 1 if kind == "local" else cfg.launcher.nproc * (cfg.launcher.nodes if kind == "slurm" else 1)
 
 
 def typing_hint(cls: type, key: str) -> type:
@@ -117,11 +154,15 @@ def build_plan(cfg: DictConfig) -> list[PlannedStage]:
     missing = [n for n in order if n not in cfg.stage]
     if missing:
         raise PosttrainError(f"pipeline.stages: no config for stage(s) {missing}; define stage.<name>")
+    if cfg.only_stage and cfg.only_stage not in order:
+        raise PosttrainError(f"only_stage: {cfg.only_stage!r} is not a stage of this pipeline ({order})")
+    check_values(cfg)
     names = set(order) | {INIT}
     plan: list[PlannedStage] = []
     prev = INIT
     for i, name in enumerate(order, start=1):
         scfg = _typed(name, cfg.stage[name])
+        check_stage(name, scfg, world=world_size(cfg))
         refs: dict[str, str] = {}
         if scfg.kind == "merge":
             refs["other"] = scfg.other

@@ -25,6 +25,7 @@ CASES = {
     "bad_non_utf8.jsonl": ("<line>", "invalid UTF-8"),
     "bad_too_long.jsonl": ("messages", "tokens > max_length 512"),
 }
+NO_SPLITS = {"train": 1.0, "validation": 0.0, "test": 0.0}  # two good rows are too few to split
 
 
 @pytest.fixture
@@ -36,7 +37,7 @@ def cache(tmp_path, monkeypatch):
 def recipe(name: str, on_error: str) -> RecipeConfig:
     src = SourceConfig(path=str(FIX / name), format="nemotron")
     return RecipeConfig(name="bad", total=10, domains={}, sources=[src], on_error=on_error, decontaminate=False,
-                        off_fraction=0.0, truncate_fraction=0.0)  # fmt: skip
+                        off_fraction=0.0, truncate_fraction=0.0, splits=NO_SPLITS)  # fmt: skip
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
@@ -68,7 +69,8 @@ def test_skip_writes_rejects_and_counts_them(name, tokenizer, cache, tmp_path):
 
 def test_skip_keeps_going_over_many_bad_files(tokenizer, cache, tmp_path):
     srcs = [SourceConfig(path=str(FIX / n), format="nemotron") for n in sorted(CASES)]
-    cfg = RecipeConfig(name="many", total=100, domains={}, sources=srcs, on_error="skip", decontaminate=False)
+    cfg = RecipeConfig(name="many", total=100, domains={}, sources=srcs, on_error="skip", decontaminate=False,
+                       splits=NO_SPLITS)  # fmt: skip
     m = build_recipe(cfg, tmp_path / "out", tokenizer=tokenizer)
     # every file has the same two good rows, so dedup drops the copies: counted, not silent
     assert m["rejected"]["count"] == len(CASES)
