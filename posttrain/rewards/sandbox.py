@@ -1,31 +1,38 @@
-"""Run untrusted Python (model-written code) in a throw-away subprocess.
+"""Run untrusted Python (model-written code) inside an OS-level sandbox: bubblewrap under an unprivileged uid.
 
-THIS IS DEFENSE-IN-DEPTH, NOT A SECURITY BOUNDARY. There is no seccomp filter, no chroot and no separate user:
-code that tries hard (e.g. re-initialising builtin modules, reading arbitrary files, walking interpreter
-memory) can get around the Python-level layers. It is meant to stop *accidental* damage and naive reward
-hacking by a policy during RL, not a motivated attacker. Run the trainer in a container you can throw away.
+Each run is one process tree, started as (``_command``)::
 
-Layers, in order:
+    setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all --bounding-set=-all --no-new-privs \\
+      bwrap --unshare-all --unshare-user --disable-userns --new-session --die-with-parent --seccomp FD ... \\
+      python -I -S -B -c BOOTSTRAP          (the program arrives on stdin, which is then closed)
 
-1. Fresh ``tempfile.mkdtemp`` working directory (also ``HOME`` and ``TMPDIR``), deleted afterwards.
-2. ``python -I -B``: isolated mode (ignores ``PYTHON*`` env vars and the user site-dir), no ``.pyc`` writes.
-   The program arrives on stdin (never on disk or argv) and stdin is closed before it runs.
-3. Minimal environment: ``PATH``, ``HOME``, ``TMPDIR``, ``LANG`` only (no proxies, tokens or credentials).
-4. ``resource.setrlimit`` in ``preexec_fn``: ``RLIMIT_AS`` (memory), ``RLIMIT_CPU`` (CPU seconds),
-   ``RLIMIT_FSIZE`` (largest file, incl. the captured stdout/stderr), ``RLIMIT_NOFILE``, ``RLIMIT_CORE=0``
-   and ``RLIMIT_NPROC=0`` (blocks fork for non-root users; *not enforced for root*, hence layer 5).
-5. Guard prelude (``_guard.py``) run in the child before the code: refuses process creation and killing,
-   new sockets, and filesystem writes/deletes outside the working directory; blocks ``ctypes`` and
-   ``multiprocessing`` imports.
-6. Network namespace: when ``unshare --net`` works (root or CAP_SYS_ADMIN), the child gets an empty
-   network namespace, so even code that bypasses layer 5 has no network. Probed once per process.
-7. ``start_new_session=True`` + ``os.killpg(SIGKILL)`` of the whole process group when the wall-clock
-   timeout expires (always enforced) and after every run, so stray children do not survive.
+What the boundary guarantees, for code that runs arbitrary syscalls (ctypes, fresh ``posix``, ...):
 
-Not protected: reading any file the trainer's user can read (and printing it), CPU/memory use up to the
-limits, code that escapes the process group (``setsid`` via a bypass of layer 5), and in-process forgery of
-results by code that introspects its caller (see ``code.py``). ``preexec_fn`` is used although the caller
-may be multi-threaded; it only calls ``resource.setrlimit`` (no Python-level locks), which is safe in practice.
+* **Identity.** Privileges are dropped *before* bwrap (as root, bwrap's ``--uid`` would map back to real
+  root): uid/gid 65534 with no groups, no capabilities in any set, ``no_new_privs`` (setuid binaries inert).
+* **Filesystem.** The root is an empty tmpfs remounted read-only, holding only ``/usr`` (and the
+  interpreter's prefix when it lives elsewhere) bound read-only. Nothing of the host's ``/etc``, ``/home``,
+  ``/root``, ``/work``, ``/run`` or ``/tmp`` exists inside, so neither datasets (with their answers), secrets
+  nor unix sockets can be reached. Writable: private size-limited tmpfs mounts ``/sandbox`` (cwd and
+  ``HOME``), ``/tmp`` and ``/dev/shm``, gone when the run ends.
+* **Processes.** New pid namespace: host processes (the trainer's ``/proc/<pid>/environ``, ``mem``) are
+  invisible. bwrap's pid 1 gets only ``PATH`` in its environment; the program's is cleared. ``fork`` and
+  friends are refused by seccomp; ``--die-with-parent`` plus the pid namespace mean that killing the
+  process group on timeout kills everything inside, including ``setsid`` children.
+* **Network.** New network namespace with only loopback: the host's loopback and abstract sockets are
+  unreachable.
+* **Syscalls.** A seccomp filter (``_seccomp.py``) refuses namespaces, mounts, ptrace, pidfds, bpf,
+  memfd and the like; nested user namespaces are also disabled by bwrap.
+* **Resources.** ``RLIMIT_AS`` (memory), ``RLIMIT_CPU``, ``RLIMIT_FSIZE``, ``RLIMIT_NOFILE``,
+  ``RLIMIT_CORE=0``; ``RLIMIT_NPROC`` (threads) inside; tmpfs sizes; a wall-clock timeout.
+
+Not guaranteed: safety against kernel bugs; reading world-readable files under ``/usr``; CPU, memory and
+output up to the limits; timing side channels. There is no cgroup: total memory is bounded by
+``RLIMIT_AS`` plus the tmpfs sizes. Forgery of rewards is ``code.py``'s concern (checks run in the parent).
+
+When the boundary is unavailable (no bwrap or setpriv, or user namespaces are refused), ``run_python``
+raises ``SandboxUnavailable``, unless ``POSTTRAIN_UNSAFE_CODE_REWARD=1`` opts in to the old Python-level
+layers (``_unsafe.py``), which are *not* a security boundary.
 """
 
 from __future__ import annotations
@@ -36,25 +43,37 @@ import os
 import resource
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 
-GUARD_SOURCE = Path(__file__).with_name("_guard.py").read_text(encoding="utf-8")
+from posttrain import PosttrainError
+from posttrain.rewards import _unsafe
+from posttrain.rewards._seccomp import bpf_program
+
+UNSAFE_ENV = "POSTTRAIN_UNSAFE_CODE_REWARD"
+NOBODY = 65534
+WORKDIR = "/sandbox"
+TMPFS_MB = 32  # each of /sandbox and /tmp; /dev/shm gets a quarter
+MAX_THREADS = 32
+_PATH = "/usr/local/bin:/usr/bin:/bin"
 _BOOTSTRAP = (
     "def _m():\n"
-    "    import json, sys\n"
+    "    import json, resource, sys\n"
     "    d = json.loads(sys.stdin.buffer.read())\n"
     "    sys.stdin.close()\n"
-    "    gg = {'__name__': '_posttrain_guard', '__builtins__': __builtins__}\n"
-    "    exec(compile(d.pop('guard'), '<guard>', 'exec'), gg)\n"
-    "    gg.pop('_posttrain_guard')()\n"
+    "    n = d['threads']\n"
+    "    resource.setrlimit(resource.RLIMIT_NPROC, (n, n))\n"
     "    g = {'__name__': '__main__', '__builtins__': __builtins__}\n"
-    "    exec(compile(d.pop('code'), '<sandbox>', 'exec'), g)\n"
+    "    exec(compile(d['code'], '<sandbox>', 'exec'), g)\n"
     "_m()\n"
 )
+
+
+class SandboxUnavailable(PosttrainError):
+    """The OS boundary cannot be set up here and the user did not opt in to running without it."""
 
 
 @dataclass(frozen=True)
@@ -64,19 +83,79 @@ class SandboxResult:
     stdout: str
     stderr: str
     timed_out: bool
+    channel: bytes = b""  # what the program wrote to fd ``$POSTTRAIN_CHANNEL_FD`` (when asked for)
 
 
-@functools.lru_cache(maxsize=1)
-def netns_available() -> bool:
-    """Whether ``unshare --net`` works here (needs root or CAP_SYS_ADMIN)."""
-    exe = shutil.which("unshare")
-    if exe is None:
-        return False
+@dataclass(frozen=True)
+class Boundary:
+    bwrap: str
+    setpriv: str
+    python: str  # the interpreter run inside (world-reachable)
+    binds: tuple[str, ...]  # host directories bound read-only at the same path
+    seccomp: bytes | None = field(default=None, repr=False)  # compiled filter; None without libseccomp
+
+
+def _world_reachable(path: str) -> bool:
+    """Whether uid 65534 can reach ``path``: every ancestor searchable by others, the file readable."""
+    path = os.path.realpath(path)
+    parts = path.split(os.sep)
+    for i in range(2, len(parts)):
+        try:
+            if not os.stat(os.sep.join(parts[:i])).st_mode & stat.S_IXOTH:
+                return False
+        except OSError:
+            return False
     try:
-        probe = subprocess.run([exe, "--net", "--", "true"], capture_output=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
+        return os.stat(path).st_mode & (stat.S_IROTH | stat.S_IXOTH) == (stat.S_IROTH | stat.S_IXOTH)
+    except OSError:
         return False
-    return probe.returncode == 0
+
+
+def _pick_python() -> tuple[str, tuple[str, ...]]:
+    """The trainer's base interpreter if 65534 can reach it, else the system ``python3`` under ``/usr``."""
+    base = os.path.realpath(getattr(sys, "_base_executable", "") or sys.executable)
+    if _world_reachable(base) and _world_reachable(sys.base_prefix):
+        prefix = os.path.realpath(sys.base_prefix)
+        return base, () if prefix == "/usr" or prefix.startswith("/usr/") else (prefix,)
+    for cand in ("/usr/bin/python3", "/usr/local/bin/python3"):
+        real = os.path.realpath(cand)
+        if real.startswith("/usr/") and _world_reachable(real):
+            return real, ()
+    raise OSError(f"no interpreter that uid {NOBODY} can run ({base} is not reachable; install python3)")
+
+
+def _command(b: Boundary, *, seccomp_fd: int | None, channel_fd: int | None) -> list[str]:
+    drop = [
+        b.setpriv,
+        f"--reuid={NOBODY}",
+        f"--regid={NOBODY}",
+        "--clear-groups",
+        "--inh-caps=-all",
+        "--bounding-set=-all",
+        "--no-new-privs",
+    ]
+    cmd = [b.bwrap, "--unshare-all", "--unshare-user", "--disable-userns", "--new-session"]
+    cmd += ["--die-with-parent", "--ro-bind", "/usr", "/usr"]
+    for top in ("bin", "sbin", "lib", "lib64", "lib32", "libx32"):
+        link = f"/{top}"
+        if os.path.islink(link) and os.readlink(link).lstrip("/").startswith("usr/"):
+            cmd += ["--symlink", os.readlink(link), link]
+        elif os.path.isdir(link):
+            cmd += ["--ro-bind", link, link]
+    for d in b.binds:
+        cmd += ["--ro-bind", d, d]
+    size = str(TMPFS_MB << 20)
+    cmd += ["--dev", "/dev", "--size", str(TMPFS_MB << 18), "--tmpfs", "/dev/shm", "--remount-ro", "/dev"]
+    cmd += ["--proc", "/proc", "--size", size, "--tmpfs", "/tmp", "--size", size, "--tmpfs", WORKDIR]
+    cmd += ["--remount-ro", "/", "--chdir", WORKDIR, "--clearenv"]
+    env = {"PATH": _PATH, "HOME": WORKDIR, "TMPDIR": "/tmp", "LANG": "C.UTF-8"}
+    if channel_fd is not None:
+        env["POSTTRAIN_CHANNEL_FD"] = str(channel_fd)
+    for k, v in env.items():
+        cmd += ["--setenv", k, v]
+    if seccomp_fd is not None:
+        cmd += ["--seccomp", str(seccomp_fd)]
+    return [*drop, *cmd, "--", b.python, "-I", "-S", "-B", "-c", _BOOTSTRAP]
 
 
 def _set_limits(memory_bytes: int, cpu_s: int, fsize_bytes: int) -> None:
@@ -86,7 +165,44 @@ def _set_limits(memory_bytes: int, cpu_s: int, fsize_bytes: int) -> None:
     resource.setrlimit(resource.RLIMIT_FSIZE, (fsize_bytes, fsize_bytes))
     resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    resource.setrlimit(resource.RLIMIT_NPROC, (0, 0))
+
+
+@functools.lru_cache(maxsize=1)
+def _probe() -> Boundary | str:
+    bwrap, setpriv = shutil.which("bwrap"), shutil.which("setpriv")
+    if bwrap is None or setpriv is None:
+        return "bwrap or setpriv not found (Debian: apt-get install bubblewrap util-linux)"
+    try:
+        python, binds = _pick_python()
+    except OSError as e:
+        return str(e)
+    try:
+        seccomp = bpf_program()
+    except (OSError, AttributeError):
+        seccomp = None
+    b = Boundary(bwrap, setpriv, python, binds, seccomp)
+    res = _run(b, "print('ok')", timeout_s=20.0, memory_mb=512, file_size_mb=1, max_output_bytes=4096)
+    if res.stdout.strip() != "ok":
+        why = (res.stderr.strip().splitlines() or [f"exit status {res.returncode}"])[-1]
+        return f"bwrap could not start a sandbox here: {why}"
+    return b
+
+
+def boundary() -> Boundary | None:
+    """The working OS boundary, probed once per process; None when unavailable (see ``boundary_problem``)."""
+    b = _probe()
+    return b if isinstance(b, Boundary) else None
+
+
+def boundary_problem() -> str | None:
+    """Why the boundary is unavailable, or None when it works."""
+    b = _probe()
+    return None if isinstance(b, Boundary) else b
+
+
+def netns_available() -> bool:
+    """Whether programs get an empty network namespace (always with the boundary; else ``unshare --net``)."""
+    return boundary() is not None or _unsafe.netns_available()
 
 
 def _kill_group(pid: int) -> None:
@@ -96,10 +212,67 @@ def _kill_group(pid: int) -> None:
         pass
 
 
-def _tail(f, limit: int) -> str:
+def _tail(f, limit: int) -> bytes:
     f.seek(0, os.SEEK_END)
     f.seek(max(0, f.tell() - limit))
-    return f.read().decode("utf-8", errors="replace")
+    return f.read()
+
+
+def _run(
+    b: Boundary,
+    code: str,
+    *,
+    timeout_s: float,
+    memory_mb: int,
+    file_size_mb: int,
+    max_output_bytes: int,
+    channel: bool = False,
+) -> SandboxResult:
+    payload = json.dumps({"code": code, "threads": MAX_THREADS}).encode()
+    limits = (memory_mb << 20, max(1, int(timeout_s + 1.999)), file_size_mb << 20)
+    timed_out = False
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, tempfile.TemporaryFile() as chan:
+        fds = [chan.fileno()] if channel else []
+        filt = None
+        if b.seccomp is not None:
+            filt = tempfile.TemporaryFile()
+            filt.write(b.seccomp)
+            filt.seek(0)
+            fds.append(filt.fileno())
+        cmd = _command(b, seccomp_fd=filt and filt.fileno(), channel_fd=chan.fileno() if channel else None)
+        try:
+            proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.PIPE,
+                stdout=out,
+                stderr=err,
+                env={"PATH": _PATH},
+                cwd="/",
+                preexec_fn=functools.partial(_set_limits, *limits),
+                start_new_session=True,
+                pass_fds=fds,
+            )
+        except (OSError, subprocess.SubprocessError) as e:
+            return SandboxResult(False, None, "", f"sandbox: could not start: {e}", False)
+        finally:
+            if filt is not None:
+                filt.close()
+        with proc:
+            try:
+                proc.communicate(payload, timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                timed_out = True
+            except (BrokenPipeError, OSError):
+                pass  # the child died before reading its program; returncode says how
+            finally:
+                _kill_group(proc.pid)  # bwrap; --die-with-parent and the pid namespace take the rest
+                proc.wait()
+        rc = proc.returncode
+        stdout = _tail(out, max_output_bytes).decode("utf-8", errors="replace")
+        stderr = _tail(err, max_output_bytes).decode("utf-8", errors="replace")
+        chan.seek(0)
+        data = chan.read(max(max_output_bytes, 1 << 16)) if channel else b""
+    return SandboxResult(rc == 0 and not timed_out, rc, stdout, stderr, timed_out, data)
 
 
 def run_python(
@@ -110,52 +283,39 @@ def run_python(
     file_size_mb: int = 16,
     max_output_bytes: int = 1 << 20,
     isolate_network: bool | None = None,
+    channel: bool = False,
 ) -> SandboxResult:
-    """Run ``code`` under the layers above; never raises for misbehaving code (returns ``ok=False``).
+    """Run ``code`` in the sandbox; never raises for misbehaving code (returns ``ok=False``).
 
-    ``stdout``/``stderr`` keep the last ``max_output_bytes`` bytes. ``isolate_network=None`` uses a network
-    namespace when available; ``False`` relies on the guard prelude alone.
+    ``stdout``/``stderr`` keep the last ``max_output_bytes`` bytes. ``channel=True`` passes a file as fd
+    ``int(os.environ["POSTTRAIN_CHANNEL_FD"])`` and returns its first bytes as ``channel``: the program can
+    write anything there, so callers treat it as untrusted data. ``isolate_network`` only matters for the
+    unsafe fallback (the boundary always isolates). Raises ``SandboxUnavailable`` without the boundary
+    unless ``POSTTRAIN_UNSAFE_CODE_REWARD=1``.
     """
-    workdir = tempfile.mkdtemp(prefix="posttrain_sandbox_")
-    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": workdir, "TMPDIR": workdir, "LANG": "C.UTF-8"}
-    cmd = [sys.executable, "-I", "-B", "-c", _BOOTSTRAP]
-    if isolate_network is None:
-        isolate_network = netns_available()
-    if isolate_network:
-        cmd = [shutil.which("unshare") or "unshare", "--net", "--", *cmd]
-    limits = functools.partial(
-        _set_limits, memory_mb << 20, max(1, int(timeout_s + 1.999)), file_size_mb << 20
+    b = boundary()
+    if b is not None:
+        return _run(
+            b,
+            code,
+            timeout_s=timeout_s,
+            memory_mb=memory_mb,
+            file_size_mb=file_size_mb,
+            max_output_bytes=max_output_bytes,
+            channel=channel,
+        )
+    if os.environ.get(UNSAFE_ENV) != "1":
+        raise SandboxUnavailable(
+            f"the code reward needs its OS sandbox, which is unavailable here ({boundary_problem()}); "
+            f"run `make install` as root to get bubblewrap, or set {UNSAFE_ENV}=1 to run model code "
+            "with Python-level guards only (not a security boundary)"
+        )
+    return _unsafe.run_python(
+        code,
+        timeout_s=timeout_s,
+        memory_mb=memory_mb,
+        file_size_mb=file_size_mb,
+        max_output_bytes=max_output_bytes,
+        isolate_network=isolate_network,
+        channel=channel,
     )
-    payload = json.dumps({"guard": GUARD_SOURCE, "code": code}).encode()
-    timed_out = False
-    try:
-        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-            try:
-                proc = subprocess.Popen(
-                    cmd,
-                    stdin=subprocess.PIPE,
-                    stdout=out,
-                    stderr=err,
-                    cwd=workdir,
-                    env=env,
-                    preexec_fn=limits,
-                    start_new_session=True,
-                    close_fds=True,
-                )
-            except (OSError, subprocess.SubprocessError) as e:
-                return SandboxResult(False, None, "", f"sandbox: could not start: {e}", False)
-            with proc:
-                try:
-                    proc.communicate(payload, timeout=timeout_s)
-                except subprocess.TimeoutExpired:
-                    timed_out = True
-                except (BrokenPipeError, OSError):
-                    pass  # the child died before reading its program; returncode says how
-                finally:
-                    _kill_group(proc.pid)
-                    proc.wait()
-            rc = proc.returncode
-            stdout, stderr = _tail(out, max_output_bytes), _tail(err, max_output_bytes)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-    return SandboxResult(rc == 0 and not timed_out, rc, stdout, stderr, timed_out)
