@@ -48,6 +48,7 @@ import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from posttrain import PosttrainError
 from posttrain.rewards import _unsafe
@@ -125,17 +126,12 @@ def _pick_python() -> tuple[str, tuple[str, ...]]:
 
 
 def _command(b: Boundary, *, seccomp_fd: int | None, channel_fd: int | None) -> list[str]:
-    drop = [
-        b.setpriv,
-        f"--reuid={NOBODY}",
-        f"--regid={NOBODY}",
-        "--clear-groups",
-        "--inh-caps=-all",
-        "--bounding-set=-all",
-        "--no-new-privs",
-    ]
+    drop = [b.setpriv, "--no-new-privs"]
+    if os.geteuid() == 0:  # an unprivileged caller keeps its uid; bwrap's user namespace drops its caps
+        drop += [f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+        drop += ["--inh-caps=-all", "--bounding-set=-all"]
     cmd = [b.bwrap, "--unshare-all", "--unshare-user", "--disable-userns", "--new-session"]
-    cmd += ["--die-with-parent", "--ro-bind", "/usr", "/usr"]
+    cmd += ["--die-with-parent", "--as-pid-1", "--ro-bind", "/usr", "/usr"]
     for top in ("bin", "sbin", "lib", "lib64", "lib32", "libx32"):
         link = f"/{top}"
         if os.path.islink(link) and os.readlink(link).lstrip("/").startswith("usr/"):
@@ -205,9 +201,28 @@ def netns_available() -> bool:
     return boundary() is not None or _unsafe.netns_available()
 
 
-def _kill_group(pid: int) -> None:
+def _stop(proc: subprocess.Popen) -> None:
+    """Kill the sandbox so that nothing is left, not even a zombie.
+
+    The program is pid 1 of its namespace (``--as-pid-1``): killing it kills everything inside, and bwrap,
+    its parent, reaps it and exits. Killing bwrap first would orphan it to the host's init as a zombie.
+    """
+    if proc.poll() is None:
+        try:
+            kids = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        except OSError:
+            kids = []
+        for kid in kids:
+            try:
+                os.kill(int(kid), signal.SIGKILL)
+            except (ProcessLookupError, PermissionError, ValueError):
+                pass
+        try:
+            proc.wait(timeout=2.0)
+        except subprocess.TimeoutExpired:
+            pass
     try:
-        os.killpg(pid, signal.SIGKILL)
+        os.killpg(proc.pid, signal.SIGKILL)  # bwrap itself, if it is still there
     except (ProcessLookupError, PermissionError):
         pass
 
@@ -265,9 +280,11 @@ def _run(
             except (BrokenPipeError, OSError):
                 pass  # the child died before reading its program; returncode says how
             finally:
-                _kill_group(proc.pid)  # bwrap; --die-with-parent and the pid namespace take the rest
+                _stop(proc)
                 proc.wait()
         rc = proc.returncode
+        if rc is not None and 128 < rc <= 128 + 64:
+            rc = 128 - rc  # bwrap reports a signal N that killed the program as exit status 128 + N
         stdout = _tail(out, max_output_bytes).decode("utf-8", errors="replace")
         stderr = _tail(err, max_output_bytes).decode("utf-8", errors="replace")
         chan.seek(0)
