@@ -87,6 +87,8 @@ class Host:
             self.victim.kill()
             self.victim.wait()
             self.victim = _victim(self.fake_key)
+        self.canary.write_text("canary\n")  # fresh each attack, in case an earlier one got to it
+        self.canary.chmod(0o666)
         st = self.canary.stat()
         self.canary_state = (self.canary.read_bytes(), st.st_mode, st.st_mtime_ns, st.st_uid)
         self.before = _sandbox_processes()
@@ -95,7 +97,14 @@ class Host:
         st = self.canary.stat()
         state = (self.canary.read_bytes(), st.st_mode, st.st_mtime_ns, st.st_uid)
         assert state == self.canary_state, "canary file was modified"
-        assert not Path(self.subs["pwned"]).exists(), "a file was created outside the sandbox"
+        pwned = Path(self.subs["pwned"])
+        created = pwned.exists()
+        pwned.unlink(missing_ok=True)
+        assert not created, "a file was created outside the sandbox"
+        shm = list(Path("/dev/shm").glob("posttrain-pwned-*"))
+        for f in shm:
+            f.unlink()
+        assert not shm, "the host's /dev/shm was written"
         mounted = self.subs["mnt"] in Path("/proc/self/mountinfo").read_text()
         if mounted:
             subprocess.run(["umount", "-l", self.subs["mnt"]], check=False)

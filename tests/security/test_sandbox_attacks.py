@@ -88,7 +88,7 @@ ATTACKS = {
     + "assert libc.unshare(0x10000000 | 0x40000000) == 0, ctypes.get_errno()\nprint('ESCAPED')",
     # resources
     "res_memfd_past_as": "import os\nfds = [os.memfd_create(f'm{i}') for i in range(48)]\nfor fd in fds:\n    os.write(fd, b'x' * (15 << 20))\nprint('ESCAPED')",
-    "res_dev_shm_fill": "for i in range(16):\n    open(f'/dev/shm/f{i}', 'wb').write(b'x' * (8 << 20))\nprint('ESCAPED')",
+    "res_dev_shm_fill": "for i in range(16):\n    open(f'/dev/shm/posttrain-pwned-{i}', 'wb').write(b'x' * (8 << 20))\nprint('ESCAPED')",
     "res_workdir_fill": "for i in range(64):\n    open(f'f{i}', 'wb').write(b'x' * (15 << 20))\nprint('ESCAPED')",
     "res_memory_bomb": "x = bytearray(10**11)\nprint('ESCAPED')",
     "res_cpu_spin": "while True:\n    pass",
