@@ -26,8 +26,9 @@ What the boundary guarantees, for code that makes arbitrary syscalls (ctypes, a 
   unreachable.
 * **Syscalls.** A seccomp filter (``_seccomp.py``) refuses namespaces, mounts, ptrace, pidfds, bpf, keyrings,
   memfd and the like; nested user namespaces are also disabled by bwrap.
-* **Resources.** ``RLIMIT_AS`` (memory), ``RLIMIT_CPU``, ``RLIMIT_FSIZE``, ``RLIMIT_NOFILE``,
-  ``RLIMIT_CORE=0`` before bwrap; ``RLIMIT_NPROC`` (threads, counted per sandbox) inside; tmpfs sizes; a
+* **Resources.** Hard ``RLIMIT_AS`` (memory), ``RLIMIT_CPU``, ``RLIMIT_FSIZE``, ``RLIMIT_NOFILE``,
+  ``RLIMIT_CORE=0`` and ``RLIMIT_NPROC`` (threads, counted per sandbox), set by the bootstrap before the
+  program runs (no ``preexec_fn``, so the threaded trainer spawns with ``vfork``); tmpfs sizes; a
   wall-clock timeout.
 
 Not guaranteed: safety against kernel bugs; reading world-readable files under ``/usr`` and ``/proc``
@@ -44,10 +45,11 @@ layers (``_unsafe.py``), which are *not* a security boundary.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
-import resource
+import select
 import shutil
 import signal
 import stat
@@ -67,13 +69,14 @@ WORKDIR = "/sandbox"
 TMPFS_MB = 32  # each of /sandbox and /tmp; /dev/shm gets a quarter
 MAX_THREADS = 32
 _PATH = "/usr/local/bin:/usr/bin:/bin"
+# Trusted: runs before the program and sets hard limits it cannot raise (no capabilities anywhere).
 _BOOTSTRAP = (
     "def _m():\n"
-    "    import json, resource, sys\n"
+    "    import json, resource as r, sys\n"
     "    d = json.loads(sys.stdin.buffer.read())\n"
     "    sys.stdin.close()\n"
-    "    n = d['threads']\n"
-    "    resource.setrlimit(resource.RLIMIT_NPROC, (n, n))\n"
+    "    for name, n in d['limits'].items():\n"
+    "        r.setrlimit(getattr(r, name), (n, n))\n"
     "    g = {'__name__': '__main__', '__builtins__': __builtins__}\n"
     "    exec(compile(d['code'], '<sandbox>', 'exec'), g)\n"
     "_m()\n"
@@ -161,13 +164,15 @@ def _command(b: Boundary, *, seccomp_fd: int | None, channel_fd: int | None) -> 
     return [*drop, *cmd, "--", b.python, "-I", "-S", "-B", "-c", _BOOTSTRAP]
 
 
-def _set_limits(memory_bytes: int, cpu_s: int, fsize_bytes: int) -> None:
-    """preexec_fn: runs in the forked child before exec; only C-level setrlimit calls."""
-    resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s + 1))
-    resource.setrlimit(resource.RLIMIT_FSIZE, (fsize_bytes, fsize_bytes))
-    resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+def _limits(memory_mb: int, timeout_s: float, file_size_mb: int) -> dict[str, int]:
+    return {
+        "RLIMIT_AS": memory_mb << 20,
+        "RLIMIT_CPU": max(1, int(timeout_s + 1.999)),
+        "RLIMIT_FSIZE": file_size_mb << 20,
+        "RLIMIT_NOFILE": 64,
+        "RLIMIT_CORE": 0,
+        "RLIMIT_NPROC": MAX_THREADS,  # counted per sandbox (its own user namespace)
+    }
 
 
 @functools.lru_cache(maxsize=1)
@@ -240,6 +245,31 @@ def _tail(f, limit: int) -> bytes:
     return f.read()
 
 
+def _file(data: bytes = b"") -> tempfile._TemporaryFileWrapper:
+    f = tempfile.TemporaryFile()
+    f.write(data)
+    f.seek(0)
+    return f
+
+
+def _wait(proc: subprocess.Popen, timeout_s: float) -> bool:
+    """Whether ``proc`` exited within ``timeout_s``; a pidfd wakes at once (``Popen.wait`` polls in sleeps)."""
+    try:
+        fd = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):
+        try:
+            proc.wait(timeout_s)
+            return True
+        except subprocess.TimeoutExpired:
+            return False
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        return bool(poller.poll(max(0, int(timeout_s * 1000))))
+    finally:
+        os.close(fd)
+
+
 def _run(
     b: Boundary,
     code: str,
@@ -250,51 +280,29 @@ def _run(
     max_output_bytes: int,
     channel: bool = False,
 ) -> SandboxResult:
-    payload = json.dumps({"code": code, "threads": MAX_THREADS}).encode()
-    limits = (memory_mb << 20, max(1, int(timeout_s + 1.999)), file_size_mb << 20)
-    timed_out = False
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, tempfile.TemporaryFile() as chan:
-        fds = [chan.fileno()] if channel else []
-        filt = None
-        if b.seccomp is not None:
-            filt = tempfile.TemporaryFile()
-            filt.write(b.seccomp)
-            filt.seek(0)
-            fds.append(filt.fileno())
+    payload = json.dumps({"code": code, "limits": _limits(memory_mb, timeout_s, file_size_mb)}).encode()
+    with contextlib.ExitStack() as stack:
+        stdin, out, err, chan = (stack.enter_context(_file(d)) for d in (payload, b"", b"", b""))
+        filt = stack.enter_context(_file(b.seccomp)) if b.seccomp is not None else None
+        fds = [f.fileno() for f in (chan if channel else None, filt) if f is not None]
         cmd = _command(b, seccomp_fd=filt and filt.fileno(), channel_fd=chan.fileno() if channel else None)
         try:
             proc = subprocess.Popen(
-                cmd,
-                stdin=subprocess.PIPE,
-                stdout=out,
-                stderr=err,
-                env={"PATH": _PATH},
-                cwd="/",
-                preexec_fn=functools.partial(_set_limits, *limits),
-                start_new_session=True,
-                pass_fds=fds,
-            )
+                cmd, stdin=stdin, stdout=out, stderr=err, env={"PATH": _PATH}, cwd="/",
+                start_new_session=True, pass_fds=fds,
+            )  # fmt: skip
         except (OSError, subprocess.SubprocessError) as e:
             return SandboxResult(False, None, "", f"sandbox: could not start: {e}", False)
-        finally:
-            if filt is not None:
-                filt.close()
         with proc:
-            try:
-                proc.communicate(payload, timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                timed_out = True
-            except (BrokenPipeError, OSError):
-                pass  # the child died before reading its program; returncode says how
-            finally:
-                _stop(proc)
-                proc.wait()
+            timed_out = not _wait(proc, timeout_s)
+            _stop(proc)
+            proc.wait()
         rc = proc.returncode
         if rc is not None and 128 < rc <= 128 + 64:
             rc = 128 - rc  # bwrap reports a signal N that killed the program as exit status 128 + N
         stdout = _tail(out, max_output_bytes).decode("utf-8", errors="replace")
         stderr = _tail(err, max_output_bytes).decode("utf-8", errors="replace")
-        chan.seek(0)
+        chan.seek(0)  # the child shares this file's offset
         data = chan.read(max(max_output_bytes, 1 << 16)) if channel else b""
     return SandboxResult(rc == 0 and not timed_out, rc, stdout, stderr, timed_out, data)
 
