@@ -83,6 +83,16 @@ _BOOTSTRAP = (
 )
 
 
+# Run once per process: the boundary is only used if the sandboxed program really is unprivileged.
+_SELF_CHECK = (
+    "import os\n"
+    "s = open('/proc/self/status').read()\n"
+    "ok = os.getuid() != 0 and 'NoNewPrivs:\\t1' in s and 'CapEff:\\t0000000000000000' in s\n"
+    "ok = ok and 'CapBnd:\\t0000000000000000' in s and not os.path.exists('/etc/shadow')\n"
+    "print('ok' if ok else 'privileged')\n"
+)
+
+
 class SandboxUnavailable(PosttrainError):
     """The OS boundary cannot be set up here and the user did not opt in to running without it."""
 
@@ -189,7 +199,9 @@ def _probe() -> Boundary | str:
     except (OSError, AttributeError):
         seccomp = None
     b = Boundary(bwrap, setpriv, python, binds, seccomp)
-    res = _run(b, "print('ok')", timeout_s=20.0, memory_mb=512, file_size_mb=1, max_output_bytes=4096)
+    res = _run(b, _SELF_CHECK, timeout_s=20.0, memory_mb=512, file_size_mb=1, max_output_bytes=4096)
+    if res.stdout.strip() == "privileged":
+        return "the sandbox still has privileges (uid 0, capabilities, or no no_new_privs)"
     if res.stdout.strip() != "ok":
         why = (res.stderr.strip().splitlines() or [f"exit status {res.returncode}"])[-1]
         return f"bwrap could not start a sandbox here: {why}"
