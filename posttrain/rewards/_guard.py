@@ -1,4 +1,4 @@
-"""Guard prelude executed *inside* the sandboxed interpreter before untrusted code (see ``sandbox.py``).
+"""Guard prelude of the opt-in unsafe fallback (``_unsafe.py``), run inside the child before untrusted code.
 
 This file's source is sent verbatim to the child followed by ``_posttrain_guard()``; it is never called in
 the trainer process. It monkey-patches the child's own interpreter so that, at the Python level:
@@ -12,7 +12,7 @@ the trainer process. It monkey-patches the child's own interpreter so that, at t
   (``open``/``io.open``/``io.FileIO``/``os.open`` in write modes, ``os.remove/unlink/rmdir/mkdir/...``).
 
 Everything here can be undone by determined code (e.g. re-initialising the ``posix`` builtin module), so it is
-one layer of defense-in-depth, not a security boundary.
+one layer of defense-in-depth, not a security boundary; the OS sandbox (``sandbox.py``) does not use it.
 """
 
 from __future__ import annotations

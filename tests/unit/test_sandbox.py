@@ -10,8 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from posttrain.rewards import code
-from posttrain.rewards.sandbox import netns_available, run_python
+from posttrain.rewards import code, sandbox
+from posttrain.rewards.sandbox import run_python
+
+pytestmark = pytest.mark.skipif(
+    sandbox.boundary() is None, reason=f"no OS sandbox here: {sandbox.boundary_problem()}"
+)
 
 ADD_TESTS = {"entry_point": "add", "tests": ["assert add(1, 2) == 3", "assert add(-5, 5) == 0"]}
 TIMEOUT = 1.5
@@ -70,24 +74,33 @@ def test_huge_allocation_fails_cleanly() -> None:
     assert not result.ok and "MemoryError" in result.stderr
 
 
-def test_write_outside_workdir_is_refused() -> None:
+def test_writes_stay_inside_the_sandbox() -> None:
     target = Path(f"/tmp/pwned_{uuid.uuid4().hex}")
-    body = f"open({str(target)!r}, 'w').write('x')\ndef add(a, b):\n    return a + b"
+    body = f"open({str(target)!r}, 'w').write('x')\nprint(open({str(target)!r}).read())"
     try:
-        assert timed_score(body) == 0.0
+        result = run_python(body, timeout_s=TIMEOUT)  # the sandbox's /tmp is its own tmpfs
+        assert result.ok and result.stdout.strip() == "x", result.stderr
         assert not target.exists()
-        result = run_python(f"import os\nos.rename('a', {str(target)!r})", timeout_s=TIMEOUT)
-        assert "PermissionError" in result.stderr and not target.exists()
+        for path in ("/pwned", "/usr/pwned", "/dev/pwned"):
+            result = run_python(f"open({path!r}, 'w')", timeout_s=TIMEOUT)
+            assert not result.ok and "Read-only file system" in result.stderr
     finally:
         target.unlink(missing_ok=True)
 
 
-def test_writes_inside_workdir_work_and_workdir_is_removed() -> None:
+def test_writes_inside_workdir_work_and_leave_nothing_on_the_host() -> None:
     prog = "import os, tempfile\nopen('f.txt', 'w').write('hi')\ntempfile.mkstemp()\nprint(os.getcwd())"
     result = run_python(prog, timeout_s=TIMEOUT)
     assert result.ok, result.stderr
-    workdir = Path(result.stdout.strip())
-    assert workdir.name.startswith("posttrain_sandbox_") and not workdir.exists()
+    assert result.stdout.strip() == sandbox.WORKDIR and not Path(sandbox.WORKDIR, "f.txt").exists()
+
+
+def test_tmpfs_and_file_sizes_are_bounded() -> None:
+    prog = "open('big', 'wb').write(b'x' * (40 << 20))"  # over RLIMIT_FSIZE (16 MiB)
+    assert not run_python(prog, timeout_s=TIMEOUT).ok
+    fill = "for i in range(8):\n    open(f'f{i}', 'wb').write(b'x' * (15 << 20))"  # over the 32 MiB tmpfs
+    result = run_python(fill, timeout_s=TIMEOUT)
+    assert not result.ok and "No space left" in result.stderr
 
 
 @pytest.fixture
@@ -118,30 +131,27 @@ def test_network_is_refused(listener: socket.socket, isolate_network: bool | Non
     _assert_no_connection(listener)
 
 
-@pytest.mark.skipif(not netns_available(), reason="needs `unshare --net` (root or CAP_SYS_ADMIN)")
-def test_network_namespace_holds_when_prelude_is_bypassed(listener: socket.socket) -> None:
+def test_raw_socket_cannot_reach_the_host_loopback(listener: socket.socket) -> None:
     port = listener.getsockname()[1]
-    bypass = (
-        "import sys\ndel sys.modules['_socket']\nimport _socket\n"  # re-import gives an unpatched socket type
-    )
-    prog = bypass + f"s = _socket.socket()\ns.connect(('127.0.0.1', {port}))\nprint('connected')"
+    prog = f"import _socket\ns = _socket.socket()\ns.connect(('127.0.0.1', {port}))\nprint('connected')"
     result = run_python(prog, timeout_s=TIMEOUT, isolate_network=True)
     assert not result.ok and "connected" not in result.stdout
-    assert "unreachable" in result.stderr.lower()
+    assert "ConnectionRefusedError" in result.stderr  # the sandbox's own loopback, nobody listening
     _assert_no_connection(listener)
 
 
-def test_forged_summary_is_not_trusted() -> None:
+def test_forged_records_are_not_trusted() -> None:
+    fd = "int(__import__('os').environ['POSTTRAIN_CHANNEL_FD'])"
     forged = (
-        "import json, os, sys\n"
-        "for nonce in ['0' * 32, 'deadbeef' * 4]:\n"
-        "    print(nonce + ' ' + json.dumps({'passed': 2, 'total': 2}))\n"
-        "sys.stdout.flush()\n"
+        "import os\n"
+        f"os.write({fd}, b\"('loaded', True)\\n('value', 0, 0, 'True')\\n('done', 0)\\n('done', 1)\\n\")\n"
         "os._exit(0)\n"
     )
-    assert timed_score(forged) == 0.0
-    assert code.parse_summary('abc {"passed": 2, "total": 2}\n', "abd") is None
-    assert code.parse_summary('x\nabc {"passed": 1, "total": 2}\n', "abc") == (1, 2)
+    assert timed_score(forged) == 0.0  # 'True' is not 3, and test 1 reported no value
+    tests = code.code_checks.compile_tests(ADD_TESTS["tests"], "add")
+    good = b"('loaded', True)\n('value', 0, 0, '3')\n('done', 0)\n('value', 1, 0, '1')\n('done', 1)\n"
+    assert code.parse_records(good, tests) == [True, False]
+    assert code.parse_records(b"('value', 0, 0, '3')\n('done', 0)\n", tests) == [False, False]
 
 
 def test_env_is_minimal_and_isolated(monkeypatch: pytest.MonkeyPatch) -> None:
