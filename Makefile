@@ -33,7 +33,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 # run (posttrain/rewards/sandbox.py).
 SANDBOX_DEBS := bubblewrap util-linux libseccomp2 python3
 sandbox-deps:
-	@if command -v bwrap >/dev/null && command -v setpriv >/dev/null && [ -x /usr/bin/python3 ]; then :; \
+	@if command -v bwrap >/dev/null && command -v setpriv >/dev/null && [ -x /usr/bin/python3 ] && ldconfig -p | grep -q libseccomp.so.2; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  export DEBIAN_FRONTEND=noninteractive; \
 	  apt-get install -y -qq $(SANDBOX_DEBS) >/dev/null 2>&1 || \
