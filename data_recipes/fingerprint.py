@@ -71,3 +71,25 @@ def recipe_fingerprint(cfg, tokenizer) -> str:
         "code": code_version(),
     }
     return _sha(json.dumps(parts, sort_keys=True, default=str))
+
+
+VIEW_FILES = ("sft", "preference", "rl", "chat_template.jinja")
+
+
+def content_hash(out: str | Path) -> str:
+    """Hash of what training reads from a build in ``out``: the three views and the chat template.
+
+    Unlike the recipe fingerprint it does not depend on the code that built them, so a
+    ``data_recipes`` change whose output is byte-identical keeps every stage's fingerprint (the
+    pipeline keys stages on this), while any change to the rows themselves changes it.
+    """
+    out, h = Path(out), hashlib.sha256()
+    for name in VIEW_FILES:
+        path = out / name
+        files = sorted(f for f in path.rglob("*") if f.is_file()) if path.is_dir() else [path]
+        for f in files:
+            if f.is_file():
+                h.update(f"{f.relative_to(out)}\0".encode())
+                h.update(f.read_bytes())
+                h.update(b"\0")
+    return h.hexdigest()[:16]

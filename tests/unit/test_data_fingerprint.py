@@ -64,3 +64,30 @@ def test_tokenizer_and_template_change_it(tokenizer):
     other = copy.deepcopy(tokenizer)
     other.add_tokens(["<new_token>"])
     assert recipe_fingerprint(RecipeConfig(), other) != base
+
+
+def _fake_build(root, rows: str):
+    for view in ("sft", "preference", "rl"):
+        (root / view / "train").mkdir(parents=True)
+        (root / view / "train" / "data.arrow").write_text(f"{view}:{rows}")
+    (root / "chat_template.jinja").write_text("{{ messages }}")
+    (root / "manifest.json").write_text('{"versions": {"code": "a"}}')
+    return root
+
+
+def test_content_hash_ignores_the_manifest_but_not_the_rows(tmp_path):
+    from data_recipes.fingerprint import content_hash
+
+    a = _fake_build(tmp_path / "a", "rows")
+    b = _fake_build(tmp_path / "b", "rows")
+    (b / "manifest.json").write_text('{"versions": {"code": "b"}}')  # other code, same output
+    (b / "rejects.jsonl").write_text("")
+    assert content_hash(a) == content_hash(b)
+    (b / "rl" / "train" / "data.arrow").write_text("rl:other rows")
+    assert content_hash(a) != content_hash(b)
+    (b / "rl" / "train" / "data.arrow").write_text("rl:rows")
+    (b / "chat_template.jinja").write_text("{{ other }}")
+    assert content_hash(a) != content_hash(b)
+    (b / "chat_template.jinja").write_text("{{ messages }}")
+    (b / "sft" / "train" / "data.arrow").rename(b / "sft" / "train" / "moved.arrow")
+    assert content_hash(a) != content_hash(b)
