@@ -100,8 +100,7 @@ def _dpo(cfg: Any, world: int) -> list[tuple[str, str]]:
 def _grpo(cfg: Any, world: int) -> list[tuple[str, str]]:
     out = _train(cfg) + _min(cfg, 2, "num_generations") + _min(cfg, 1, "max_completion_length")
     out += _min(cfg, 0, "temperature", strict=True) + _min(cfg, 0, "beta", "length_slope", "max_prompts")
-    if "off_fraction" in cfg:  # added on main; absent on older schemas
-        out += _unit(cfg, "off_fraction")
+    out += _unit(cfg, "off_fraction")
     unknown = [r for r in cfg.rewards if r not in GRPO_REWARDS]
     if not cfg.rewards or unknown:
         why = f"unknown reward(s) {unknown}" if unknown else "empty"

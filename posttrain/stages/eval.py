@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from posttrain import PosttrainError
-from posttrain.evals.report import MODES, deltas, target_metrics, to_markdown
+from posttrain.evals.report import deltas, target_metrics, to_markdown
 from posttrain.inference.budget import generate_budgeted
 from posttrain.inference.generate import render_prompts, with_reasoning_mode
 from posttrain.inference.sweep import budget_sweep, check_budgets, parse_budgets, write_report
@@ -38,13 +38,11 @@ from posttrain.stages.base import StageInputs, StageOutputs, link_checkpoint, lo
 
 
 def check_modes(modes: list[str], stage: str) -> list[str]:
-    """The modes to evaluate, validated before any generation."""
-    bad = [m for m in modes if m not in MODES]
-    if bad or not modes or len(set(modes)) != len(modes):
-        why = f"unknown mode(s) {bad}" if bad else "empty" if not modes else f"duplicates in {modes}"
-        if {"True", "False"} & set(bad):
-            why += " (YAML reads a bare on/off as a boolean: quote them, modes: ['on', 'off'])"
-        raise PosttrainError(f"stage.{stage}.modes: {why}; use a non-empty subset of {list(MODES)}")
+    """The modes to evaluate, validated before any generation (the rule lives in ``config.checks``)."""
+    from posttrain.config.checks import mode_errors
+
+    for key, why in mode_errors(list(modes)):
+        raise PosttrainError(f"stage.{stage}.{key}: {why}")
     return list(modes)
 
 

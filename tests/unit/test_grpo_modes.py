@@ -46,3 +46,15 @@ def test_mix_modes_flags_prompt_and_reasoning_column():
         # exactly one flag in the whole prompt
         text = " ".join(m["content"] for m in row["prompt"])
         assert text.count("/think") + text.count("/no_think") == 1
+
+
+def test_plan_checks_know_exactly_the_stage_rewards():
+    from types import SimpleNamespace
+
+    from posttrain.config.checks import GRPO_REWARDS
+    from posttrain.stages.grpo import reward_functions
+
+    cfg = SimpleNamespace(rewards=list(GRPO_REWARDS), length_budget=8, length_slope=0.5)
+    assert len(reward_functions(cfg, tok=None)) == len(GRPO_REWARDS)
+    with pytest.raises(Exception, match="unknown reward"):
+        reward_functions(SimpleNamespace(rewards=["bogus"]), tok=None)
