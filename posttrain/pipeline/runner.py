@@ -137,8 +137,8 @@ class Prepared:
 def prepare(cfg: DictConfig) -> Prepared:
     plan = build_plan(cfg)
     run_dir = Path(cfg.run_dir)
-    # a torchrun child: its driver holds the lock and did the cleanup
-    child = "POSTTRAIN_STAGE_RESUME" in os.environ
+    # a child of our torchrun launcher (its driver holds the lock), or a rank > 0 (rank 0 holds it)
+    child = "POSTTRAIN_STAGE_RESUME" in os.environ or not _is_main()
     lock = None if child else acquire(run_dir)
     dirs = {INIT: run_dir / "00_init"} | {p.name: run_dir / p.dirname for p in plan}
     if not child:
