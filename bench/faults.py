@@ -130,29 +130,61 @@ def trial(i: int, t: dict, work: Path, caches: dict[str, Path], ref: Path, env: 
     after = {
         p.parent.name: json.loads(p.read_text()).get("started_at") for p in run_dir.glob("*/manifest.json")
     }
-    diffs = [d.as_dict() for d in compare_runs(ref, run_dir)] if rerun["rc"] == 0 else []
-    unexplained = [d for d in diffs if d["explanation"] is None]
-    resumed = {
-        p.parent.name: json.loads(p.read_text())["metrics"].get("resumed_from")
-        for p in run_dir.glob("*/manifest.json")
-        if json.loads(p.read_text()).get("metrics", {}).get("resumed_from")
-    }
-    survived = rerun["rc"] == 0 and not [d for d in diffs if d["what"] == "status"]
-    return {
+    resumed = {}
+    for p in run_dir.glob("*/manifest.json"):
+        if r := json.loads(p.read_text()).get("metrics", {}).get("resumed_from"):
+            resumed[p.parent.name] = r
+    t = {
         **t, "trial": i, "killed": kill["killed"], "kill_rc": kill["rc"], "killed_after_s": kill["wall_s"],
-        "rerun_rc": rerun["rc"], "rerun_wall_s": rerun["wall_s"], "survived": survived,
-        "third_run_skipped_all": again["rc"] == 0 and before == after,
-        "bit_exact": survived and not unexplained, "identical": survived and not diffs,
-        "resumed_from": resumed, "differences": diffs,
+        "rerun_rc": rerun["rc"], "rerun_wall_s": rerun["wall_s"],
+        "third_run_skipped_all": again["rc"] == 0 and before == after, "resumed_from": resumed,
     }  # fmt: skip
+    return classify(t, ref, run_dir)
+
+
+def classify(t: dict, ref: Path, run_dir: Path) -> dict:
+    """(Re)compute a trial's differences against the reference and its verdicts."""
+    diffs = [d.as_dict() for d in compare_runs(ref, run_dir)] if t["rerun_rc"] == 0 else []
+    t["survived"] = t["rerun_rc"] == 0 and not [d for d in diffs if d["what"] == "status"]
+    t["bit_exact"] = t["survived"] and not [d for d in diffs if d["explanation"] is None]
+    t["identical"] = t["survived"] and not diffs
+    t["differences"] = diffs
+    return t
+
+
+def summarise(trials: list[dict]) -> dict:
+    killed = [t for t in trials if t["killed"]]
+    return {
+        "kills": len(killed), "not_reached": len(trials) - len(killed),
+        "survived": sum(t["survived"] for t in killed), "bit_exact": sum(t["bit_exact"] for t in killed),
+        "identical": sum(t["identical"] for t in killed),
+        "weights_bit_identical": sum(t["survived"] and not any(d["what"] == "weights" for d in t["differences"])
+                                     for t in killed),
+        "third_run_skipped_all": sum(t["third_run_skipped_all"] for t in killed),
+        "unexplained_differences": sum(d["explanation"] is None for t in killed for d in t["differences"]),
+        "explained_differences": sum(d["explanation"] is not None for t in killed for d in t["differences"]),
+    }  # fmt: skip
+
+
+def recompare(a: argparse.Namespace) -> None:
+    """Classify the kept trial dirs of a finished bench again (after a change to rundiff only)."""
+    result = json.loads(a.out.read_text())
+    for t in result["trials"]:
+        classify(t, a.work / "ref", a.work / f"trial{t['trial']:02d}")
+    result["summary"] = summarise(result["trials"])
+    result["recompared"] = "differences reclassified by: python bench/faults.py --recompare (same trial dirs)"
+    a.out.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    a.out.with_suffix(".md").write_text(to_markdown(result))
+    print(to_markdown(result))
 
 
 def to_markdown(r: dict) -> str:
     s = r["summary"]
     lines = [
         f"# Crash recovery: {s['kills']} SIGKILLs of `posttrain run {' '.join(ARGS)}`", "",
-        f"Killed {s['kills']} times ({s['not_reached']} points not reached), recovered {s['survived']}, "
-        f"bit-exact {s['bit_exact']} (identical in every metric too: {s['identical']}), "
+        f"Killed {s['kills']} times (kill points not reached: {s['not_reached']}), recovered {s['survived']}, "
+        f"bit-exact {s['bit_exact']} (weights bit-identical: {s['weights_bit_identical']}; identical in every "
+        f"metric too: {s['identical']}), third run skipped every stage: {s['third_run_skipped_all']}, "
         f"unexplained differences: {s['unexplained_differences']}. Reference runs bit-identical to "
         f"each other: {r['reference_runs_identical']}. Command: `{r['command']}`", "",
         "| # | where | point | killed at s | rerun | survived | 3rd run skips all | bit-exact | differences |",
@@ -183,7 +215,10 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--work", type=Path, default=Path("/tmp/posttrain-faults"))
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "faults.json")
+    ap.add_argument("--recompare", action="store_true", help="only reclassify the trials kept in --work")
     a = ap.parse_args()
+    if a.recompare:
+        return recompare(a)
     shutil.rmtree(a.work, ignore_errors=True)
     a.work.mkdir(parents=True)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "PYTHONPATH": str(ROOT)}
@@ -204,15 +239,7 @@ def main() -> None:
         tr = trials[-1]
         print(f"[{i + 1}/{len(todo)}] {t['group']} {t.get('fault') or t.get('kill_after_s')}: killed={tr['killed']} "
               f"survived={tr['survived']} bit_exact={tr['bit_exact']} diffs={len(tr['differences'])}", flush=True)  # fmt: skip
-    killed = [t for t in trials if t["killed"]]
-    summary = {
-        "kills": len(killed), "not_reached": len(trials) - len(killed),
-        "survived": sum(t["survived"] for t in killed), "bit_exact": sum(t["bit_exact"] for t in killed),
-        "identical": sum(t["identical"] for t in killed),
-        "third_run_skipped_all": sum(t["third_run_skipped_all"] for t in killed),
-        "unexplained_differences": sum(d["explanation"] is None for t in killed for d in t["differences"]),
-        "explained_differences": sum(d["explanation"] is not None for t in killed for d in t["differences"]),
-    }  # fmt: skip
+    summary = summarise(trials)
     result = {
         "command": "nice -n 19 python bench/faults.py " + " ".join(sys.argv[1:]),
         "machine": f"{platform.machine()} {os.cpu_count()} CPUs, Python {platform.python_version()}",

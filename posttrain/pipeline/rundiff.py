@@ -6,11 +6,12 @@ byte for byte after replacing the run dir's path; the manifest ``metrics``; and 
 of ``metrics.jsonl``. Also the data (``data.files.json`` hashes).
 
 Not compared: wall-clock figures (``*runtime``, ``*per_second``, ``step_time``, ``time``). A
-difference in a stage that resumed from a trainer checkpoint is *explained* when it is one of
-``PER_CALL``: the Trainer and TRL compute these over the ``train()`` call in this process (HF's
-``train_loss``, TRL's accumulated ``entropy``/``mean_token_accuracy``/``num_tokens``), they are not
-in the trainer checkpoint, so a resumed stage reports them over the steps after the resume (none
-when the checkpoint was already at ``max_steps``). Every other difference is unexplained.
+difference in a stage that resumed from a trainer checkpoint is *explained* when the metric is
+computed per ``train()`` call: a key of the reference's train summary (the ``metrics.jsonl`` record
+with ``train_runtime``: HF's ``train_loss``, TRL's averages of ``entropy``, ``rewards/*``,
+``logps/*``...) or one of ``PER_CALL``. These are not in the trainer checkpoint, so a resumed stage
+reports them over the steps after the resume (none when the checkpoint was already at
+``max_steps``). Every other difference is unexplained.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ PER_CALL = {
     "resumed_from": "the stage resumed from a trainer checkpoint",
     "resumed_at_max_steps": "the trainer checkpoint was at max_steps: adopted without a train() call",
 }
+SUMMARY = "a train() summary metric, averaged over the steps run in that call (not in trainer checkpoints)"
 
 
 @dataclass
@@ -76,6 +78,20 @@ def tensor_diffs(ref_ckpt: Path, got_ckpt: Path) -> list[str]:
     return out
 
 
+def _summary_keys(path: Path) -> set[str]:
+    """The keys of the train-summary records (those with ``train_runtime``) of a ``metrics.jsonl``."""
+    keys: set[str] = set()
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if "train_runtime" in rec:
+                keys |= set(rec) - {"step", "time"}
+    return keys
+
+
 def _step_records(path: Path) -> dict[int, dict[str, Any]]:
     """Per-step log records (``loss``/``reward`` lines, not summaries) by step, volatile keys dropped."""
     out: dict[int, dict[str, Any]] = {}
@@ -115,10 +131,12 @@ def compare_stage(ref: Path, got: Path, name: str) -> list[Difference]:
             diffs.append(Difference(stage, rel, "bytes", "differ"))
     resumed = (gm.get("metrics") or {}).get("resumed_from")
     rmet, gmet = rm.get("metrics") or {}, gm.get("metrics") or {}
+    summary = _summary_keys(rd / "metrics.jsonl")
     for k in sorted(set(rmet) | set(gmet)):
         if VOLATILE.search(k) or rmet.get(k) == gmet.get(k):
             continue
-        why = f"resumed from {resumed}: {PER_CALL[k]}" if resumed and k in PER_CALL else None
+        why = PER_CALL.get(k) or (SUMMARY if k in summary else None)
+        why = f"resumed from {resumed}: {why}" if resumed and why else None
         diffs.append(Difference(stage, f"metrics.{k}", rmet.get(k), gmet.get(k), why))
     rs, gs = _step_records(rd / "metrics.jsonl"), _step_records(gd / "metrics.jsonl")
     for step in sorted(set(rs) | set(gs)):
