@@ -4,7 +4,9 @@
 (a symlink as ``{link: target}``), skipping the manifest itself, the HF Trainer's resume
 checkpoints (``trainer/``, not an output once the stage is done), error logs and temp files.
 ``verify(dir, files)`` returns the first problem (missing, size or hash changed, link changed) as a
-sentence naming the file, or None. Files added later are ignored: ``datasets`` writes
+sentence naming the file, or None. A link a copy turned into a directory (``shutil.copytree``,
+``cp -L``) passes when that directory holds the same files as the link's target. Files added later
+are ignored: ``datasets`` writes
 ``cache-*.arrow`` files next to a dataset whenever a later stage filters it.
 
 ``check_loadable`` is the fallback for manifests written before ``files`` existed: the checkpoint
@@ -77,11 +79,14 @@ def verify(root: str | os.PathLike, files: dict[str, Any]) -> str | None:
     for rel, want in files.items():
         p = root / rel
         if "link" in want:
-            if not p.is_symlink():
-                return f"{p} is missing (it was a link to {want['link']})"
-            if os.readlink(p) != want["link"]:
-                return f"{p} now links to {os.readlink(p)}, not {want['link']}"
-            continue
+            if p.is_symlink():
+                if os.readlink(p) != want["link"]:
+                    return f"{p} now links to {os.readlink(p)}, not {want['link']}"
+                continue
+            target = p.parent / want["link"]
+            if p.is_dir() and target.is_dir() and record(p, set()) == record(target, set()):
+                continue  # a copy that followed the link: the same files, as good as the link
+            return f"{p} is missing (it was a link to {want['link']})"
         if not p.is_file():
             return f"{p} is missing"
         size = p.stat().st_size

@@ -2,7 +2,7 @@
 
 Compared, per stage (``00_init`` and ``pipeline.json`` order): every ``*.safetensors`` tensor of the
 stage checkpoint, bit for bit; every other output file the reference manifest records (``files``),
-byte for byte after replacing the run dir's path; the manifest ``metrics``; and the per-step records
+byte for byte after replacing either run dir's path (eval's ``budget.json`` names its checkpoint); the manifest ``metrics``; and the per-step records
 of ``metrics.jsonl``. Also the data (``data.files.json`` hashes).
 
 Not compared: wall-clock figures (``*runtime``, ``*per_second``, ``step_time``, ``time``). A
@@ -108,6 +108,13 @@ def _step_records(path: Path) -> dict[int, dict[str, Any]]:
     return out
 
 
+def _unrooted(data: bytes, *runs: Path) -> bytes:
+    """``data`` with either run dir's path replaced (a copied run's files may name the original)."""
+    for run in runs:
+        data = data.replace(str(run).encode(), b"<run>")
+    return data
+
+
 def compare_stage(ref: Path, got: Path, name: str) -> list[Difference]:
     rd, gd = ref / name, got / name
     rm, gm = _manifest(rd), _manifest(gd)
@@ -125,9 +132,7 @@ def compare_stage(ref: Path, got: Path, name: str) -> list[Difference]:
         a, b = rd / rel, gd / rel
         if not b.is_file():
             diffs.append(Difference(stage, rel, "present", "missing"))
-        elif a.read_bytes().replace(str(ref).encode(), b"<run>") != b.read_bytes().replace(
-            str(got).encode(), b"<run>"
-        ):
+        elif _unrooted(a.read_bytes(), ref, got) != _unrooted(b.read_bytes(), ref, got):
             diffs.append(Difference(stage, rel, "bytes", "differ"))
     resumed = (gm.get("metrics") or {}).get("resumed_from")
     rmet, gmet = rm.get("metrics") or {}, gm.get("metrics") or {}

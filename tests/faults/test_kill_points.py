@@ -69,7 +69,7 @@ def test_kill_and_rerun_matches_the_unbroken_run(traced, tmp_path, case):
 def test_copy_without_mined_pairs_reruns_mining_not_a_confusing_dpo_error(traced, tmp_path):
     ref, _, env = traced
     d = tmp_path / "copy"
-    shutil.copytree(ref, d)
+    shutil.copytree(ref, d, symlinks=True)  # as cp -a would
     shutil.rmtree(d / "02_preference" / "pairs")
     assert run(d, env)["rc"] == 0, d.with_suffix(".log").read_text()[-3000:]
     assert "02_preference/pairs/data-00000-of-00001.arrow is missing" in d.with_suffix(".log").read_text()

@@ -101,6 +101,11 @@ def test_record_and_verify_catch_truncation_edits_deletion_and_relinking(tmp_pat
     os.unlink(tmp_path / "01_sft" / "link")
     os.symlink("/elsewhere", tmp_path / "01_sft" / "link")
     assert "now links to /elsewhere" in integrity.verify(tmp_path / "01_sft", files)
+    os.unlink(tmp_path / "01_sft" / "link")  # a copy that followed the link: fine while equal
+    shutil.copytree(ck, tmp_path / "01_sft" / "link")
+    assert integrity.verify(tmp_path / "01_sft", files) is None
+    (tmp_path / "01_sft" / "link" / "config.json").write_text('{"x": 1}')
+    assert "was a link to ../01_sft/checkpoint" in integrity.verify(tmp_path / "01_sft", files)
 
 
 def test_remove_partial_deletes_only_leftovers_of_killed_writes(tmp_path):
