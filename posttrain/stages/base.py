@@ -224,7 +224,7 @@ def train_and_save(trainer, tokenizer, inputs: StageInputs) -> dict[str, Any]:
 
     resume = last_checkpoint(inputs.trainer_dir) if inputs.resume else None
     state = trainer_state(resume) if resume else None
-    if state is not None:
+    if state is not None and trainer.is_world_process_zero():  # rank 0 writes metrics.jsonl
         trim_metrics(inputs.stage_dir / "metrics.jsonl", int(state["global_step"]))
     finished = (
         state is not None
