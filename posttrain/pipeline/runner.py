@@ -5,6 +5,13 @@ fingerprint hashes its resolved config, its inputs' fingerprints, the data finge
 code version, so changing one stage reruns it and everything downstream, and nothing upstream.
 A stage found ``running``/``failed`` with the same fingerprint resumes from its last trainer
 checkpoint.
+
+Crash safety. ``prepare`` takes the run dir's lock (``posttrain.pipeline.lock``), then deletes what
+killed writes left behind (``integrity.remove_partial``). A ``done`` stage is reused only if its
+outputs are still the files it wrote (``files``: size and sha256 of each, checked on every skip)
+and its inputs (the stages it read, and the data) still hold the bytes it read (``upstream``);
+otherwise it reruns, and so does every later stage whose inputs then change. The built data is
+checked the same way against ``<run_dir>/data.files.json`` and restored from the build cache.
 """
 
 from __future__ import annotations
@@ -15,18 +22,21 @@ import shutil
 import time
 import traceback
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from posttrain import PosttrainError, models
+from posttrain import PosttrainError
 from posttrain.launch.preempt import PREEMPTED_EXIT_CODE
 from posttrain.launch.preemption import preemption
-from posttrain.models import check_checkpoint, initial_checkpoint, load_tokenizer
+from posttrain.models import check_checkpoint
+from posttrain.pipeline import integrity
 from posttrain.pipeline.fingerprint import code_version, fingerprint
-from posttrain.pipeline.manifest import Manifest, load_manifest, save_manifest, write_json_atomic
+from posttrain.pipeline.inputs import build_data, init_stage, output_problem
+from posttrain.pipeline.lock import RunLock, acquire
+from posttrain.pipeline.manifest import Manifest, load_manifest, read_digest, save_manifest, write_json_atomic
 from posttrain.pipeline.plan import INIT, PlannedStage, build_plan
 from posttrain.stages import stage_module
 from posttrain.stages.base import Preempted, StageInputs
@@ -34,31 +44,6 @@ from posttrain.tracking.jsonl import MetricsCallback
 from posttrain.tracking.wandb import stage_run
 
 log = logging.getLogger("posttrain")
-
-
-def init_stage(cfg: DictConfig, run_dir: Path) -> Manifest:
-    """``00_init``: the starting checkpoint (see ``initial_checkpoint``)."""
-    stage_dir = run_dir / "00_init"
-    model_cfg = OmegaConf.to_object(cfg.model)
-    fp = fingerprint("init", model_cfg, code_version(models.initial, models.template))
-    m = load_manifest(stage_dir)
-    if m and m.status == "done" and m.fingerprint == fp:
-        return m
-    m = Manifest(stage=INIT, kind="init", status="running", fingerprint=fp, started_at=time.time())
-    m.checkpoint, m.metrics = initial_checkpoint(model_cfg, stage_dir / "checkpoint")
-    m.status, m.finished_at = "done", time.time()
-    save_manifest(stage_dir, m)
-    return m
-
-
-def build_data(cfg: DictConfig, run_dir: Path, checkpoint: str) -> dict[str, Any]:
-    from data_recipes.build import build_recipe
-
-    recipe = OmegaConf.to_object(cfg.data)
-    tok = None
-    if recipe.tokenizer is None:
-        tok = load_tokenizer(checkpoint, trust_remote_code=cfg.model.trust_remote_code)
-    return build_recipe(recipe, run_dir / "data", tokenizer=tok)
 
 
 def stage_fingerprint(p: PlannedStage, input_fps: dict[str, str], data_fp: str) -> str:
@@ -88,39 +73,89 @@ def plan_fingerprints(plan: list[PlannedStage], init_fp: str, data_fp: str) -> d
 
 @dataclass
 class Prepared:
-    """A validated plan with its data built, its init checkpoint ready and all fingerprints known."""
+    """A validated plan with its data built, its init checkpoint ready and all fingerprints known.
+    Holds the run dir's lock for as long as it lives (``lock`` is None in a launcher's child)."""
 
     plan: list[PlannedStage]
     run_dir: Path
     data: dict[str, Any]
     fps: dict[str, str]
     dirs: dict[str, Path]
+    lock: RunLock | None = None
+    _checked: dict[tuple[str, float | None], str | None] = field(default_factory=dict, repr=False)
 
     def manifest(self, name: str) -> Manifest | None:
         return load_manifest(self.dirs[name])
 
-    def is_done(self, name: str) -> bool:
+    def deps(self, name: str) -> list[str]:
+        """The stages ``name`` reads (its input and its references)."""
+        p = next((p for p in self.plan if p.name == name), None)
+        return [d for d in ([p.input, *p.refs.values()] if p else []) if d in self.dirs]
+
+    def upstream(self, name: str) -> dict[str, str]:
+        """What ``name`` reads, as digests: the ``upstream`` a stage records when it starts."""
+        out = {"data": self.data["files_digest"]} if "files_digest" in self.data else {}
+        for dep in self.deps(name):
+            dm = self.manifest(dep)
+            out[dep] = read_digest(dm, self.dirs[dep]) if dm else ""
+        return out
+
+    def why_not_done(self, name: str) -> str | None:
+        """None when stage ``name`` is done and reusable, else why not (naming the file at fault)."""
         m = self.manifest(name)
-        return bool(m and m.status == "done" and m.fingerprint == self.fps[name])
+        if m is None or m.status != "done":
+            return f"it is {m.status if m else 'pending'}"
+        if m.fingerprint != self.fps[name]:
+            return "its config changed"
+        key = (name, m.finished_at)
+        if key not in self._checked:
+            self._checked[key] = output_problem(self.dirs[name], m)
+            if self._checked[key]:
+                log.warning(
+                    "stage %s: %s; rerunning it (a later stage reruns if what it read changes)",
+                    name,
+                    self._checked[key],
+                )
+        if self._checked[key]:
+            return self._checked[key]
+        for dep in self.deps(name):
+            if (why := self.why_not_done(dep)) is not None:
+                return f"its input stage {dep} cannot be reused ({why})"
+        now = self.upstream(name)
+        changed = [k for k, v in m.upstream.items() if k in now and now[k] != v]
+        if changed:
+            return f"what it read from {changed[0]} has changed since it ran"
+        return None
+
+    def is_done(self, name: str) -> bool:
+        return self.why_not_done(name) is None
+
+    def mark_verified(self, name: str, m: Manifest) -> None:
+        self._checked[(name, m.finished_at)] = None
 
 
 def prepare(cfg: DictConfig) -> Prepared:
     plan = build_plan(cfg)
     run_dir = Path(cfg.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    # a child of our torchrun launcher (its driver holds the lock), or a rank > 0 (rank 0 holds it)
+    child = "POSTTRAIN_STAGE_RESUME" in os.environ or not _is_main()
+    lock = None if child else acquire(run_dir)
+    dirs = {INIT: run_dir / "00_init"} | {p.name: run_dir / p.dirname for p in plan}
+    if not child:
+        for d in [run_dir, *dirs.values()]:
+            integrity.remove_partial(d)
     write_json_atomic(run_dir / "pipeline.json", {"stages": [p.dirname for p in plan]})
     init = init_stage(cfg, run_dir)
     data = build_data(cfg, run_dir, init.checkpoint)
     fps = plan_fingerprints(plan, init.fingerprint, data["fingerprint"])
-    dirs = {INIT: run_dir / "00_init"} | {p.name: run_dir / p.dirname for p in plan}
-    return Prepared(plan, run_dir, data, fps, dirs)
+    return Prepared(plan, run_dir, data, fps, dirs, lock)
 
 
 def _checkpoint_of(ref: str, prep: Prepared, who: str) -> str:
     if ref not in prep.dirs:
         return ref
-    if not prep.is_done(ref):
-        raise PosttrainError(f"stage {who} needs stage {ref!r}, which is not done with the current config")
+    if (why := prep.why_not_done(ref)) is not None:
+        raise PosttrainError(f"stage {who} needs stage {ref!r}, which cannot be reused: {why}")
     return prep.manifest(ref).checkpoint
 
 
@@ -168,6 +203,7 @@ def begin_stage(p: PlannedStage, prep: Prepared) -> tuple[Manifest, bool]:
         attempts=(old.attempts if old and old.fingerprint == fp else 0) + 1,
         wandb_run_id=old.wandb_run_id if resume and old else None,
         slurm_job_id=os.environ.get("SLURM_JOB_ID") or (old.slurm_job_id if old else None),
+        upstream=prep.upstream(p.name),
     )
     if _is_main() and "POSTTRAIN_STAGE_RESUME" not in os.environ:
         if not resume and stage_dir.exists():
@@ -240,10 +276,13 @@ def run_stage(p: PlannedStage, cfg: DictConfig, prep: Prepared) -> Manifest:
             raise
         wb.checkpoint_dir = Path(out.checkpoint) if out.checkpoint else None
         wb.summary(out.metrics)
-    m.status, m.finished_at, m.error = "done", time.time(), None
     m.checkpoint, m.metrics = out.checkpoint, out.metrics
     m.outputs = {**out.outputs, **({"wandb_artifact": wb.artifact} if wb.artifact else {})}
+    if _is_main():
+        m.files = integrity.record(stage_dir)
+    m.status, m.finished_at, m.error = "done", time.time(), None
     save(stage_dir, m)
+    prep.mark_verified(p.name, m)
     return m
 
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from posttrain.pipeline.manifest import load_manifest
+from posttrain.pipeline.manifest import ManifestError, load_manifest, read_json
 
 KEY_METRICS = (
     "train_loss",
@@ -25,9 +24,13 @@ KEY_METRICS = (
 
 
 def stage_dirs(run_dir: Path) -> list[Path]:
+    """``00_init`` and the stages in ``pipeline.json`` order (every ``NN_*`` dir if it is unreadable)."""
     order = run_dir / "pipeline.json"
-    names = ["00_init"] + (json.loads(order.read_text())["stages"] if order.exists() else [])
-    return [run_dir / n for n in names]
+    try:
+        names = read_json(order)["stages"] if order.exists() else []
+    except (ManifestError, KeyError, TypeError):
+        names = sorted(p.name for p in run_dir.glob("[0-9][0-9]_*") if p.is_dir() and p.name != "00_init")
+    return [run_dir / n for n in ["00_init", *names]]
 
 
 def _slurm_states(ids: list[str]) -> dict[str, str]:
@@ -41,7 +44,13 @@ def _slurm_states(ids: list[str]) -> dict[str, str]:
 def status_rows(run_dir: Path) -> list[dict[str, Any]]:
     rows = []
     for d in stage_dirs(run_dir):
-        m = load_manifest(d)
+        try:
+            m = load_manifest(d)
+        except ManifestError as e:  # shown as a row, so one bad file does not hide the others
+            rows.append(
+                {"stage": d.name.split("_", 1)[1], "dir": d.name, "status": "unreadable", "error": str(e)}
+            )
+            continue
         if m is None:
             rows.append({"stage": d.name.split("_", 1)[1], "dir": d.name, "status": "pending"})
             continue
@@ -81,10 +90,10 @@ def print_status(run_dir: Path) -> None:
         metrics = r.get("metrics") or {}
         key = ", ".join(f"{k}={_fmt(metrics[k])}" for k in KEY_METRICS if k in metrics)
         wall = f"{r['wall_s']:.0f}s" if r.get("wall_s") is not None else ""
-        job = f" (slurm {r['slurm_job_id']} {r.get('slurm_state') or ''})".replace(" )", ")")
+        job = f" (slurm {r.get('slurm_job_id')} {r.get('slurm_state') or ''})".replace(" )", ")")
         status = r["status"] + (job if r.get("slurm_job_id") else "")
         if r.get("error"):
-            key = f"error: {r['error'][:80]}"
+            key = f"error: {r['error'][:150]}"
         t.add_row(
             r["stage"],
             r.get("kind", ""),

@@ -3,7 +3,9 @@ the training stages (one tested place, so recipes cannot drift apart)."""
 
 from __future__ import annotations
 
+import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -104,8 +106,6 @@ def peft_config(cfg: Any):
 
 def link_checkpoint(src: str, dst: Path) -> str:
     """Pass a checkpoint through unchanged: ``dst`` becomes a relative symlink to ``src``."""
-    import os
-
     if dst.is_symlink() or dst.exists():
         dst.unlink()
     target = Path(src).resolve()
@@ -113,12 +113,39 @@ def link_checkpoint(src: str, dst: Path) -> str:
     return str(dst)
 
 
+def trainer_state(ckpt: str | Path) -> dict[str, Any] | None:
+    """A trainer checkpoint's ``trainer_state.json`` (written last by the Trainer), or None when a
+    kill cut the save short (missing or not valid JSON)."""
+    try:
+        return json.loads((Path(ckpt) / "trainer_state.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def last_checkpoint(trainer_dir: Path) -> str | None:
     """The newest complete ``checkpoint-N`` saved by the HF Trainer, if any (a save cut short by a
-    kill has no ``trainer_state.json`` and is ignored)."""
-    ckpts = [p for p in trainer_dir.glob("checkpoint-*") if (p / "trainer_state.json").exists()]
+    kill has no readable ``trainer_state.json`` and is ignored)."""
+    ckpts = [p for p in trainer_dir.glob("checkpoint-*") if trainer_state(p) is not None]
     ckpts.sort(key=lambda p: int(p.name.split("-")[-1]))
     return str(ckpts[-1]) if ckpts else None
+
+
+def trim_metrics(path: Path, step: int) -> None:
+    """Keep the ``metrics.jsonl`` records up to ``step`` (the resumed checkpoint's): the Trainer logs
+    the later steps again. A last line cut short by a kill is dropped too."""
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(rec.get("step"), int) or rec["step"] <= step:
+            kept.append(line)
+    tmp = path.with_name(f".{path.name}-trim")
+    tmp.write_text("".join(f"{line}\n" for line in kept), encoding="utf-8")
+    os.replace(tmp, path)
 
 
 class NonFiniteLossError(PosttrainError):
@@ -169,29 +196,59 @@ def load_resume_weights(model, ckpt: str) -> None:
     model.load_state_dict(ref.state_dict(), strict=True)
 
 
+def finish_from_checkpoint(trainer, ckpt: str) -> dict[str, Any]:
+    """Adopt a trainer checkpoint that already reached ``max_steps`` without training: its weights,
+    and its ``TrainerState`` (so ``global_step`` and ``log_history`` are the unbroken run's).
+
+    transformers' ``_run_epoch`` has no check before its first update, so
+    ``train(resume_from_checkpoint=...)`` at ``global_step == max_steps`` trains one step too many.
+    """
+    from transformers import TrainerState
+
+    load_resume_weights(trainer.model, ckpt)
+    if hasattr(trainer.model, "peft_config"):
+        trainer._load_from_checkpoint(ckpt)
+    trainer.state = TrainerState.load_from_json(str(Path(ckpt) / "trainer_state.json"))
+    return {"epoch": trainer.state.epoch, "total_flos": trainer.state.total_flos}
+
+
 def train_and_save(trainer, tokenizer, inputs: StageInputs) -> dict[str, Any]:
     """Train (resuming from the last trainer checkpoint when asked), then save a plain HF checkpoint.
 
+    A resume trims ``metrics.jsonl`` back to the checkpoint's step. A checkpoint already at
+    ``max_steps`` (a kill after the last trainer save) is adopted as is (``finish_from_checkpoint``).
     LoRA adapters are merged into the base weights so the output loads with
     ``AutoModelForCausalLM.from_pretrained`` and the next stage needs no conversion.
     """
     from posttrain.models import save_checkpoint
 
     resume = last_checkpoint(inputs.trainer_dir) if inputs.resume else None
-    if resume:
-        load_resume_weights(trainer.model, resume)
-    result = trainer.train(resume_from_checkpoint=resume)
-    stopped = [cb for cb in inputs.callbacks if getattr(cb, "preempted", False)]
-    if stopped:
-        raise Preempted(trainer.state.global_step)
+    state = trainer_state(resume) if resume else None
+    if state is not None and trainer.is_world_process_zero():  # rank 0 writes metrics.jsonl
+        trim_metrics(inputs.stage_dir / "metrics.jsonl", int(state["global_step"]))
+    finished = (
+        state is not None
+        and 0 < int(state.get("max_steps") or 0) <= int(state["global_step"])
+        and any(Path(resume).glob("*.safetensors"))  # else (ZeRO-3 shards) the Trainer must load it
+    )
+    if finished:
+        metrics = finish_from_checkpoint(trainer, resume)
+    else:
+        if resume:
+            load_resume_weights(trainer.model, resume)
+        result = trainer.train(resume_from_checkpoint=resume)
+        if [cb for cb in inputs.callbacks if getattr(cb, "preempted", False)]:
+            raise Preempted(trainer.state.global_step)
+        metrics = {k: v for k, v in result.metrics.items() if isinstance(v, (int, float))}
     model = trainer.model
     if hasattr(model, "merge_and_unload"):
         model = model.merge_and_unload()
     if trainer.is_world_process_zero():
         save_checkpoint(model, tokenizer, inputs.checkpoint_dir)
-    metrics = {k: v for k, v in result.metrics.items() if isinstance(v, (int, float))}
     metrics["global_step"] = trainer.state.global_step
     metrics["resumed_from"] = resume
+    if finished:
+        metrics["resumed_at_max_steps"] = True
     return metrics
 
 

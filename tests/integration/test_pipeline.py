@@ -60,8 +60,8 @@ def test_full_chain_runs_and_writes_contract(smoke_run):
             "finished_at",
         ):
             assert key in m
-    assert AutoModelForCausalLM.from_pretrained(ms["grpo"]["checkpoint"]) is not None
-    assert AutoTokenizer.from_pretrained(ms["grpo"]["checkpoint"]).chat_template
+    assert AutoModelForCausalLM.from_pretrained(smoke_run / ms["grpo"]["checkpoint"]) is not None
+    assert AutoTokenizer.from_pretrained(smoke_run / ms["grpo"]["checkpoint"]).chat_template
     assert (
         ms["preference"]["metrics"]["pairs"] > 0
         and ms["dpo"]["metrics"]["pairs"] == ms["preference"]["metrics"]["pairs"]

@@ -30,7 +30,7 @@ def test_gguf_import_sft_and_budgeted_generation(tmp_path):
     sft = json.loads((run_dir / "01_sft" / "manifest.json").read_text())
     assert sft["status"] == "done" and sft["metrics"]["global_step"] == 2
 
-    ckpt = sft["checkpoint"]
+    ckpt = str(run_dir / sft["checkpoint"])  # run-dir-relative
     cfg = json.loads((run_dir / "01_sft" / "checkpoint" / "config.json").read_text())
     assert cfg["model_type"] == "llama" and "quantization_config" not in cfg
     tok, model = load_tokenizer(ckpt), load_model(ckpt)

@@ -109,7 +109,7 @@ def test_hydra_submitit_slurm_sweep_runs_one_slurm_job_per_point(tmp_path, wait_
         for dirname in STAGES.values():
             m = json.loads((run_dir / dirname / "manifest.json").read_text())
             assert m["status"] == "done" and m["attempts"] == 1, m
-            assert m["checkpoint"] == str(run_dir / dirname / "checkpoint"), m
+            assert m["checkpoint"] == f"{dirname}/checkpoint", m  # run-dir-relative
             assert m["slurm_job_id"] == info["JobId"], (m["slurm_job_id"], info["JobId"])
         dpo_cfg = json.loads((run_dir / "03_dpo" / "config.json").read_text())
         assert dpo_cfg["beta"] == float(beta)
