@@ -15,7 +15,7 @@ export TOKENIZERS_PARALLELISM := false
 # The Slurm tier installs Debian's slurm packages when it can (root + apt), else it is skipped.
 export POSTTRAIN_INSTALL_SLURM ?= 1
 
-.PHONY: install sandbox-deps demo demo-real test test-slow test-all lint format bench clean
+.PHONY: install sandbox-deps demo demo-real test test-slow test-faults test-all lint format bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -62,6 +62,10 @@ test: install
 # The slow tier (the real SmolLM2 model: GGUF import, SFT steps, budgeted generation).
 test-slow: install
 	$(BIN)/python -m pytest -q -m slow $(PYTEST_ARGS)
+
+# SIGKILL at named points of every nano2_smoke stage, then rerun (about 4 min); bench/faults.py is the full suite.
+test-faults: install
+	$(BIN)/python -m pytest -q -m faults tests/faults $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check posttrain data_recipes tests bench

@@ -1,8 +1,9 @@
 """Run a plan: build the data, materialise the initial model, then each stage in order.
 
 A stage is skipped when its manifest says ``done`` with the same fingerprint. A stage's
-fingerprint hashes its resolved config, its inputs' fingerprints, the data fingerprint and the
-code version, so changing one stage reruns it and everything downstream, and nothing upstream.
+fingerprint hashes its resolved config, its inputs' fingerprints, the data's content (the views and
+template it reads, ``data_recipes.fingerprint.content_hash``: a data-code change with byte-identical
+output reruns nothing) and its stage module's code version, so changing one stage reruns it and everything downstream, and nothing upstream.
 A stage found ``running``/``failed`` with the same fingerprint resumes from its last trainer
 checkpoint.
 
@@ -28,6 +29,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from data_recipes.fingerprint import content_hash
 from posttrain import PosttrainError
 from posttrain.launch.preempt import PREEMPTED_EXIT_CODE
 from posttrain.launch.preemption import preemption
@@ -147,7 +149,7 @@ def prepare(cfg: DictConfig) -> Prepared:
     write_json_atomic(run_dir / "pipeline.json", {"stages": [p.dirname for p in plan]})
     init = init_stage(cfg, run_dir)
     data = build_data(cfg, run_dir, init.checkpoint)
-    fps = plan_fingerprints(plan, init.fingerprint, data["fingerprint"])
+    fps = plan_fingerprints(plan, init.fingerprint, content_hash(run_dir / "data"))
     return Prepared(plan, run_dir, data, fps, dirs, lock)
 
 
