@@ -81,14 +81,16 @@ def content_hash(out: str | Path) -> str:
 
     Unlike the recipe fingerprint it does not depend on the code that built them, so a
     ``data_recipes`` change whose output is byte-identical keeps every stage's fingerprint (the
-    pipeline keys stages on this), while any change to the rows themselves changes it.
+    pipeline keys stages on this), while any change to the rows themselves changes it. The
+    ``cache-*.arrow`` files that ``datasets`` adds next to a view whenever a stage filters it, and
+    hidden temp files, are not part of the build and are skipped.
     """
     out, h = Path(out), hashlib.sha256()
     for name in VIEW_FILES:
         path = out / name
         files = sorted(f for f in path.rglob("*") if f.is_file()) if path.is_dir() else [path]
         for f in files:
-            if f.is_file():
+            if f.is_file() and not f.name.startswith(("cache-", ".")):
                 h.update(f"{f.relative_to(out)}\0".encode())
                 h.update(f.read_bytes())
                 h.update(b"\0")

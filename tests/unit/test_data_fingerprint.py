@@ -82,6 +82,7 @@ def test_content_hash_ignores_the_manifest_but_not_the_rows(tmp_path):
     b = _fake_build(tmp_path / "b", "rows")
     (b / "manifest.json").write_text('{"versions": {"code": "b"}}')  # other code, same output
     (b / "rejects.jsonl").write_text("")
+    (b / "rl" / "train" / "cache-0123abcd.arrow").write_text("written by a stage's .filter()")
     assert content_hash(a) == content_hash(b)
     (b / "rl" / "train" / "data.arrow").write_text("rl:other rows")
     assert content_hash(a) != content_hash(b)
