@@ -1,0 +1,78 @@
+"""Is there anything for GRPO to learn? Greedy vs sampled accuracy and pass@k of a checkpoint, per mode.
+
+    python bench/grpo_headroom.py [--checkpoint runs/real/03_dpo/checkpoint] [--run-dir runs/real]
+                                  [--prompts 40] [--k 8] [--temperatures 0.7 1.0]
+
+On ``--prompts`` math prompts of the run's RL train split (shuffled, seed 1), each rendered with
+``/think`` and with ``/no_think``: greedy accuracy, sampled accuracy (mean over k samples), pass@k (a
+prompt counts when any sample passes) and the share of prompts whose k samples all score the same
+(a GRPO group with no gradient). GRPO can lift greedy accuracy only where pass@k exceeds it, and
+learns from samples, so sampled accuracy far below greedy means the training reward measures text a
+greedy eval never produces. Writes ``bench/results/grpo_headroom.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def probe(model, tok, rows, mode: str, k: int, temperatures: list[float]) -> dict:
+    from posttrain.inference.generate import generate_texts, render_prompts, with_reasoning_mode
+    from posttrain.rewards import score
+
+    texts = render_prompts(tok, [with_reasoning_mode(r["prompt"], mode) for r in rows])
+    greedy = generate_texts(model, tok, texts, max_new_tokens=96, batch_size=64)
+    out = {"greedy": sum(score("math", r["metadata"], g[0], mode) for r, g in zip(rows, greedy)) / len(rows)}
+    for t in temperatures:
+        samples = generate_texts(model, tok, texts, max_new_tokens=96, temperature=t,
+                                 num_return_sequences=k, batch_size=16)  # fmt: skip
+        scores = [[score("math", r["metadata"], s, mode) for s in group] for r, group in zip(rows, samples)]
+        out[f"T{t:g}"] = {
+            "sampled": sum(map(sum, scores)) / (len(rows) * k),
+            f"pass@{k}": sum(any(s) for s in scores) / len(rows),
+            "zero_variance": sum(len(set(s)) == 1 for s in scores) / len(rows),
+        }
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--run-dir", default="runs/real")
+    ap.add_argument("--checkpoint", default=None, help="default: <run-dir>/03_dpo/checkpoint")
+    ap.add_argument("--prompts", type=int, default=40)
+    ap.add_argument("--k", type=int, default=8)
+    ap.add_argument("--temperatures", type=float, nargs="+", default=[0.7, 1.0])
+    args = ap.parse_args()
+    import torch
+    from datasets import load_from_disk
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.manual_seed(0)
+    ckpt = args.checkpoint or f"{args.run_dir}/03_dpo/checkpoint"
+    tok, model = AutoTokenizer.from_pretrained(ckpt), AutoModelForCausalLM.from_pretrained(ckpt).eval()
+    rl = load_from_disk(f"{args.run_dir}/data/rl")["train"]
+    math = rl.filter(lambda c: c == "math", input_columns="category").shuffle(seed=1)
+    rows = list(math.select(range(min(args.prompts, len(math)))))
+    t0 = time.time()
+    res = {m: probe(model, tok, rows, m, args.k, args.temperatures) for m in ("on", "off")}
+    out = {
+        "checkpoint": ckpt,
+        "prompts": len(rows),
+        "k": args.k,
+        "modes": res,
+        "wall_s": round(time.time() - t0, 1),
+    }
+    path = ROOT / "bench" / "results" / "grpo_headroom.json"
+    path.write_text(json.dumps(out, indent=2) + "\n")
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
