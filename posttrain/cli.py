@@ -18,8 +18,9 @@ from pathlib import Path
 
 from posttrain import PosttrainError
 
-CONFIG_DIR = Path(os.environ.get("POSTTRAIN_CONFIG_DIR", Path(__file__).resolve().parents[1] / "configs"))
-NOT_BUILT: dict[str, str] = {}
+# The configs ship inside the package (package data), so a wheel install finds them; add your own with
+# `posttrain run --config-dir DIR ...` (Hydra prepends DIR to the search path) or POSTTRAIN_CONFIG_DIR.
+CONFIG_DIR = Path(os.environ.get("POSTTRAIN_CONFIG_DIR", Path(__file__).resolve().parent / "configs"))
 
 
 def quiet() -> None:
@@ -212,12 +213,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     if not argv or argv[0] in ("-h", "--help"):
         print(__doc__.strip())
-        print("\ncommands: " + ", ".join([*commands, *NOT_BUILT]))
+        print("\ncommands: " + ", ".join(commands))
         return 0
     cmd, rest = argv[0], argv[1:]
-    if cmd in NOT_BUILT:
-        print(f"error: {NOT_BUILT[cmd]}", file=sys.stderr)
-        return 3
     if cmd not in commands:
         print(f"error: unknown command {cmd!r}; try `posttrain --help`", file=sys.stderr)
         return 2

@@ -1,6 +1,6 @@
 """Graceful preemption under Slurm: catch USR1, checkpoint, requeue, exit.
 
-The stage sbatch script (``slurm/templates/stage.sbatch.j2``) asks Slurm for
+The stage sbatch script (``posttrain/launch/templates/stage.sbatch.j2``) asks Slurm for
 ``--signal=B:USR1@<seconds>`` before the time limit and forwards that USR1 to the stage process
 (``scancel --signal=USR1 --batch <id>`` does the same by hand).  Typical use in a training stage::
 

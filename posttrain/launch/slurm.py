@@ -1,7 +1,7 @@
 """Render one sbatch script per pipeline stage and submit them as an ``afterok`` dependency chain.
 
 Pure Python on top of the Slurm CLI (``sbatch``/``scontrol``/``squeue``/``scancel``): no Hydra,
-no submitit, no accounting DB needed.  The script template is ``slurm/templates/stage.sbatch.j2``
+no submitit, no accounting DB needed.  The script template is ``posttrain/launch/templates/stage.sbatch.j2``
 (override the directory with ``POSTTRAIN_SLURM_TEMPLATE_DIR``).
 
 ``command`` semantics: a ``list[str]`` is an argv (shell-quoted, the recommended form: the batch
@@ -36,7 +36,7 @@ __all__ = [
 ]
 
 _TEMPLATE_NAME = "stage.sbatch.j2"
-_DEFAULT_TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "slurm" / "templates"
+_DEFAULT_TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"  # package data
 _NAME_OK = re.compile(r"^[A-Za-z0-9_.+-]+$")
 _ENV_KEY_OK = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 

@@ -83,7 +83,11 @@ def test_unknown_command_fails():
     assert out.returncode == 2 and "unknown command" in out.stderr
 
 
-def test_config_dir_is_repo_configs():
+def test_config_dir_is_package_data():
+    """The configs live inside the package, so a (non-editable) wheel install finds them."""
+    import posttrain
+
+    assert Path(CONFIG_DIR).resolve() == Path(posttrain.__file__).resolve().parent / "configs"
     assert (Path(CONFIG_DIR) / "config.yaml").exists()
 
 
