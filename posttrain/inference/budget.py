@@ -34,10 +34,9 @@ import torch
 from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 
 from posttrain.inference.generate import batch_starts
+from posttrain.reasoning import MODEL_CARD_CLOSE, THINK_CLOSE, close_for, opens_trace, reasoning_end, split
 
-THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
-TEMPLATE_CLOSE = "\n</think>\n"
-MODEL_CARD_CLOSE = ".\n</think>\n\n"
+__all__ = ["MODEL_CARD_CLOSE", "BudgetResult", "generate_budgeted", "opens_trace"]
 DEFAULT_GRACE_TOKENS = 500
 
 _NEWLINE_MASKS: WeakKeyDictionary = WeakKeyDictionary()
@@ -55,18 +54,6 @@ class BudgetResult:
     forced_close: bool
     finish_reason: str  # "stop" (EOS) or "length"
     reasoning_on: bool
-
-
-def reasoning_open(prompt: str) -> bool:
-    """True if the prompt ends inside a think trace (its last ``<think>`` has no ``</think>`` after it)."""
-    return prompt.rfind(THINK_OPEN) > prompt.rfind(THINK_CLOSE)
-
-
-def close_for(text_so_far: str, close: str | None = None) -> str:
-    """The string that closes a trace: ``close`` if given, else the template's separator."""
-    if close is not None:
-        return close
-    return TEMPLATE_CLOSE[1:] if text_so_far.endswith("\n") else TEMPLATE_CLOSE
 
 
 def newline_mask(tok) -> torch.Tensor:
@@ -184,18 +171,15 @@ class _Runner:
         return out
 
 
-def _split(text: str) -> tuple[str, str]:
-    head, sep, tail = text.partition(THINK_CLOSE)
-    return (head.strip("\n"), tail.lstrip("\n")) if sep else (text.strip("\n"), "")
-
-
 def _n_think(tok, ids: list[int], gen: str) -> int:
-    close_ids = tok(THINK_CLOSE, add_special_tokens=False)["input_ids"]
-    if THINK_CLOSE not in gen:
+    """Generated reasoning tokens: those before the last ``</think>`` (all of them when unclosed)."""
+    end = reasoning_end(gen)
+    if end is None:
         return len(ids)
+    close_ids = tok(THINK_CLOSE, add_special_tokens=False)["input_ids"]
     if len(close_ids) == 1 and close_ids[0] in ids:
-        return ids.index(close_ids[0])
-    return len(tok(gen[: gen.index(THINK_CLOSE)], add_special_tokens=False)["input_ids"])
+        return len(ids) - 1 - ids[::-1].index(close_ids[0])
+    return len(tok(gen[:end], add_special_tokens=False)["input_ids"])
 
 
 @torch.no_grad()
@@ -228,7 +212,7 @@ def generate_budgeted(
         raise ValueError(f"grace_tokens must be >= 0, got {grace_tokens}")
     model.eval()
     run = _Runner(model, tok, temperature, top_p, batch_size, logits_processors, progress)
-    on = [reasoning_open(t) for t in texts]
+    on = [opens_trace(t) for t in texts]
     think = [i for i in range(len(texts)) if on[i] and budget is not None]
     plain = [i for i in range(len(texts)) if not (on[i] and budget is not None)]
     results: list[BudgetResult | None] = [None] * len(texts)
@@ -236,7 +220,7 @@ def generate_budgeted(
     try:
         outs = run.finish([texts[i] for i in plain], [max_tokens] * len(plain))
         for i, (text, ids, ended) in zip(plain, outs):
-            reasoning, content = _split(text) if on[i] else ("", text)
+            reasoning, content = split(text)[:2] if on[i] else ("", text)
             k = _n_think(tok, ids, text) if on[i] else 0
             finish = "stop" if ended else "length"
             results[i] = BudgetResult(reasoning, content, text, k, len(ids), False, finish, on[i])
@@ -259,13 +243,15 @@ def _budgeted(
         closed = THINK_CLOSE in gen
         used = len(ids) + int(ended)
         so_far = gen if closed else gen + close_for(text + gen, close)
-        meta.append((so_far, _n_think(tok, ids, gen), used, not closed, ended and closed))
+        meta.append((so_far, _n_think(tok, ids, gen), len(ids), used, not closed, ended and closed))
         cont.append(text + so_far)
         limits.append(0 if (ended and closed) else max_tokens - used)
-    for i, (so_far, n_think, used, forced, done), (ans, ids, ended) in zip(
+    for i, (so_far, n_think, n_trace, used, forced, done), (ans, ids, ended) in zip(
         idx, meta, run.finish(cont, limits)
     ):
-        reasoning, content = _split(so_far + ans)
+        if reasoning_end(ans) is not None:  # closed again in the answer: the reasoning runs to that close
+            n_think = n_trace + _n_think(tok, ids, ans)
+        reasoning, content = split(so_far + ans)[:2]
         finish = "stop" if (done or ended) else "length"
         results[i] = BudgetResult(
             reasoning, content, so_far + ans, n_think, used + len(ids), forced, finish, True

@@ -21,8 +21,7 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
-THINK_CLOSE = "</think>"
-MODEL_CARD_CLOSE = ".\n</think>\n\n"
+from posttrain.reasoning import MODEL_CARD_CLOSE, TEMPLATE_CLOSE, THINK_CLOSE, close_for, split
 
 
 class ClientError(Exception):
@@ -31,12 +30,6 @@ class ClientError(Exception):
     def __init__(self, status: int, error: dict[str, Any] | None, text: str):
         super().__init__(f"HTTP {status}: {(error or {}).get('message', text)}")
         self.status, self.error = status, error
-
-
-def _close_for(text_so_far: str, close: str | None) -> str:
-    if close is not None:
-        return close
-    return "</think>\n" if text_so_far.endswith("\n") else "\n</think>\n"
 
 
 class ThinkingBudgetClient:
@@ -113,7 +106,7 @@ class ThinkingBudgetClient:
             text = msg.get("content") or ""
             if msg.get("reasoning_content") is not None:  # a server with a reasoning parser split it off
                 text = msg["reasoning_content"] + (
-                    f"\n{THINK_CLOSE}\n{text}" if msg.get("content") is not None else ""
+                    f"{TEMPLATE_CLOSE}{text}" if msg.get("content") is not None else ""
                 )
             finish, used = (
                 choice.get("finish_reason") or "length",
@@ -123,7 +116,7 @@ class ThinkingBudgetClient:
         forced = THINK_CLOSE not in text
         if not forced and finish == "stop":
             return self._result(text, "", finish, False, used)
-        so_far = text + _close_for(prompt + text, close) if forced else text
+        so_far = text + close_for(prompt + text, close) if forced else text
         left = max_tokens - used
         if left <= 0:
             return self._result(so_far, "", "length", forced, used)
@@ -141,7 +134,7 @@ class ThinkingBudgetClient:
 
     @staticmethod
     def _result(so_far: str, more: str, finish: str, forced: bool, used: int) -> dict[str, Any]:
-        head, _, tail = (so_far + more).partition(THINK_CLOSE)
+        head, tail, _ = split(so_far + more)
         return {
             "reasoning_content": head.strip(),
             "content": tail.lstrip("\n"),

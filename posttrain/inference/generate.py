@@ -1,19 +1,16 @@
 """Batched chat generation over any HF causal LM with a posttrain-style chat template.
 
-``generate_with_budget`` is thinking-budget control in process, a wrapper over
-``posttrain.inference.budget.generate_budgeted`` (see there for the algorithm).
+Thinking-budget control in process is ``posttrain.inference.budget.generate_budgeted``.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-THINK_CLOSE = "</think>"
-FORCED_CLOSE = "\n</think>\n"
+from posttrain.reasoning import flag, strip_flags
 
 
 def n_tokens(tok, text: str) -> int:
@@ -24,23 +21,15 @@ def as_messages(prompt: Any) -> list[dict[str, Any]]:
     return json.loads(prompt) if isinstance(prompt, str) else list(prompt)
 
 
-REASONING_FLAGS = ("/no_think", "/think")
-
-
 def with_reasoning_mode(prompt: list[dict[str, Any]], mode: str) -> list[dict[str, Any]]:
     """Strip reasoning flags from every message and put ``/think`` (mode ``on``) or ``/no_think``
     (mode ``off``) into the system turn, adding one if the prompt has none."""
-    flag = "/no_think" if mode == "off" else "/think"
-    msgs = []
-    for m in as_messages(prompt):
-        c = m.get("content") or ""
-        for f in REASONING_FLAGS:
-            c = c.replace(f, "")
-        msgs.append({**m, "content": c.strip()})
+    mark = flag(mode)
+    msgs = [{**m, "content": strip_flags(m.get("content") or "").strip()} for m in as_messages(prompt)]
     if msgs and msgs[0]["role"] == "system":
-        msgs[0]["content"] = (msgs[0]["content"] + " " + flag).strip()
+        msgs[0]["content"] = (msgs[0]["content"] + " " + mark).strip()
     else:
-        msgs.insert(0, {"role": "system", "content": flag})
+        msgs.insert(0, {"role": "system", "content": mark})
     return msgs
 
 
@@ -112,30 +101,3 @@ def generate_texts(
     finally:
         tok.padding_side = old_side
     return results
-
-
-@dataclass
-class BudgetedOutput:
-    reasoning: str
-    content: str
-    text: str  # the full completion as the model's answer to the prompt (reasoning + close + content)
-    thinking_tokens: int
-    forced_close: bool
-
-
-def generate_with_budget(
-    model, tok, texts: list[str], *, budget: int | None, max_new_tokens: int, batch_size: int = 16
-) -> list[BudgetedOutput]:
-    """Greedy generation with at most ``budget`` thinking tokens (``None``: unlimited).
-
-    A thin wrapper over ``posttrain.inference.budget.generate_budgeted`` with no grace window (a trace
-    still open at ``budget`` tokens is hard-cut and closed with ``"\\n</think>\\n"``); the answer then
-    continues with the tokens left of ``max_new_tokens``. Prompts that end with ``<think></think>``
-    (reasoning OFF) are plain generation.
-    """
-    from posttrain.inference.budget import generate_budgeted
-
-    outs = generate_budgeted(
-        model, tok, texts, budget=budget, max_tokens=max_new_tokens, grace_tokens=0, batch_size=batch_size
-    )
-    return [BudgetedOutput(o.reasoning, o.content, o.text, o.thinking_tokens, o.forced_close) for o in outs]

@@ -30,15 +30,9 @@ from typing import Any
 import torch
 
 from posttrain import PosttrainError
-from posttrain.inference.budget import (
-    DEFAULT_GRACE_TOKENS,
-    THINK_CLOSE,
-    THINK_OPEN,
-    _eos_ids,
-    _first_eos,
-    generate_budgeted,
-)
+from posttrain.inference.budget import DEFAULT_GRACE_TOKENS, _eos_ids, _first_eos, generate_budgeted
 from posttrain.inference.http import ApiError, Handler, LimitedServer, Limits
+from posttrain.reasoning import THINK_CLOSE, THINK_OPEN
 
 __all__ = ["ApiError", "Engine", "Limits", "make_server", "serve_main"]
 

@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from posttrain import PosttrainError
+from posttrain.reasoning import THINK_CLOSE, THINK_OPEN
 
-THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 TOOL_TOKENS = (
     "<TOOLCALL>",
     "</TOOLCALL>",

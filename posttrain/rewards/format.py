@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-THINK_OPEN = "<think>"
-THINK_CLOSE = "</think>"
+from posttrain.reasoning import THINK_CLOSE, THINK_OPEN, split
 
 
 class Parsed(NamedTuple):
@@ -35,7 +34,7 @@ def reasoning_on(reasoning: str | bool) -> bool:
 def split_completion(text: str, reasoning: str | bool) -> Parsed:
     """Split a completion into (reasoning, answer, well_formed).
 
-    The answer is always the text after the *last* ``</think>`` (or the whole text when there is none and
+    The answer is always the text after the *last* ``</think>`` (``posttrain.reasoning.split``) (or the whole text when there is none and
     reasoning is OFF), so verifiers never see reasoning text. With reasoning ON and no ``</think>`` the model
     never finished thinking: everything is reasoning and the answer is empty.
 
@@ -48,9 +47,9 @@ def split_completion(text: str, reasoning: str | bool) -> Parsed:
         stripped = body.lstrip()
         if stripped.startswith(THINK_OPEN):
             body = stripped[len(THINK_OPEN) :]
-    head, sep, tail = body.rpartition(THINK_CLOSE)
-    if not sep:
-        head, tail = (body, "") if on else ("", body)
+    head, tail, closed = split(body)
+    if not closed and not on:
+        head, tail = "", body
     reasoning_text, answer = head.strip(), tail.strip()
     if on:
         ok = body.count(THINK_CLOSE) == 1 and THINK_OPEN not in body and bool(answer)

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from posttrain.reasoning import TEMPLATE_CLOSE
 from posttrain.rewards import code
 from posttrain.rewards._util import load_metadata
 from posttrain.rewards.dispatch import score_answer
@@ -51,7 +52,7 @@ def completion_text(completion: str | Mapping[str, Any] | Sequence[Mapping[str, 
         text = _content(msg.get("content"))
         thinking = msg.get("reasoning_content") or msg.get("thinking")
         if thinking:
-            text = f"{thinking}\n</think>\n{text}"
+            text = f"{thinking}{TEMPLATE_CLOSE}{text}"
         if msg.get("tool_calls"):
             calls = [c.get("function", c) for c in msg["tool_calls"]]
             text += f"{TOOLCALL_OPEN}{json.dumps(calls)}{TOOLCALL_CLOSE}"

@@ -31,6 +31,7 @@ from posttrain.inference.generate import render_prompts, with_reasoning_mode
 from posttrain.inference.sweep import budget_sweep, check_budgets, parse_budgets, write_report
 from posttrain.models import load_model, load_tokenizer
 from posttrain.pipeline.manifest import write_json_atomic
+from posttrain.reasoning import THINK_CLOSE
 from posttrain.rewards import score
 from posttrain.rewards.format import format_reward
 from posttrain.rewards.safety import is_refusal
@@ -139,7 +140,7 @@ def evaluate(
                 "score": float(score(cat, r["metadata"], o.text, reasoning)),
                 "format": format_reward(o.text, reasoning) * float(o.finish_reason == "stop"),
                 "tokens": o.total_tokens,
-                "think_tokens": 0 if mode == "off" and "</think>" not in o.text else o.thinking_tokens,
+                "think_tokens": 0 if mode == "off" and THINK_CLOSE not in o.text else o.thinking_tokens,
             }
             if cat == "safety":
                 it |= {"harmful": _harmful(r["metadata"]), "refusal": float(is_refusal(o.content))}

@@ -9,7 +9,7 @@ import torch
 from transformers import LogitsProcessor
 
 from posttrain import PosttrainError
-from posttrain.inference.budget import THINK_CLOSE, generate_budgeted, reasoning_open
+from posttrain.inference.budget import generate_budgeted
 from posttrain.inference.generate import generate_texts
 from posttrain.inference.sweep import (
     budget_sweep,
@@ -18,6 +18,8 @@ from posttrain.inference.sweep import (
     parse_budgets,
     write_report,
 )
+from posttrain.reasoning import THINK_CLOSE
+from posttrain.reasoning import opens_trace as reasoning_open
 from posttrain.rewards.format import format_reward
 
 B, GRACE, MAX = 2, 5, 10
