@@ -80,9 +80,16 @@ def final_checkpoint(run_dir: str | Path) -> dict[str, Any]:
         ckpt = d / "checkpoint" if (d / "checkpoint").exists() else Path(m.checkpoint or "")
         if not m.checkpoint or not ckpt.exists():
             raise PosttrainError(f"{d}: stage done but its checkpoint {m.checkpoint!r} is missing; {hint}")
-        return {"path": str(ckpt), "stage": m.stage, "stage_dir": d.name, "kind": m.kind,
-                "fingerprint": m.fingerprint, "manifest_checkpoint": m.checkpoint,
-                "finished_at": m.finished_at, "unfinished_later_stages": unfinished[::-1]}  # fmt: skip
+        return {
+            "path": str(ckpt),
+            "stage": m.stage,
+            "stage_dir": d.name,
+            "kind": m.kind,
+            "fingerprint": m.fingerprint,
+            "manifest_checkpoint": m.checkpoint,
+            "finished_at": m.finished_at,
+            "unfinished_later_stages": unfinished[::-1],
+        }
     raise PosttrainError(f"{run_dir}: no finished training stage ({', '.join(unfinished) or 'none'}); {hint}")
 
 
@@ -94,8 +101,18 @@ def interleave(rows: list[dict], n: int) -> list[dict]:
     return [r for group in zip_longest(*by.values()) for r in group if r is not None][:n]
 
 
-def throughput(model, tok, texts: list[str], *, budget, batch_size: int, threads: int, reps: int,
-               max_tokens: int, grace: int) -> dict:  # fmt: skip
+def throughput(
+    model,
+    tok,
+    texts: list[str],
+    *,
+    budget,
+    batch_size: int,
+    threads: int,
+    reps: int,
+    max_tokens: int,
+    grace: int,
+) -> dict:
     import torch
 
     from posttrain.inference.budget import generate_budgeted
@@ -111,10 +128,19 @@ def throughput(model, tok, texts: list[str], *, budget, batch_size: int, threads
         walls.append(time.perf_counter() - t0)
         cpus.append(time.process_time() - cpu0)
     n = sum(o.total_tokens for o in outs)  # greedy: the same tokens every repeat
-    return {"threads": threads, "generation": "plain" if budget is None else f"budgeted B={budget}",
-            "budget": budget, "batch_size": batch_size, "prompts": len(texts), "new_tokens": n,
-            "seconds": walls, "cpu_seconds": cpus, "loadavg_1m": [load0, os.getloadavg()[0]],
-            "tokens_per_s": n / statistics.median(walls), "tokens_per_s_best": n / min(walls)}  # fmt: skip
+    return {
+        "threads": threads,
+        "generation": "plain" if budget is None else f"budgeted B={budget}",
+        "budget": budget,
+        "batch_size": batch_size,
+        "prompts": len(texts),
+        "new_tokens": n,
+        "seconds": walls,
+        "cpu_seconds": cpus,
+        "loadavg_1m": [load0, os.getloadavg()[0]],
+        "tokens_per_s": n / statistics.median(walls),
+        "tokens_per_s_best": n / min(walls),
+    }
 
 
 def plot(rows: list[dict], path: Path) -> None:
@@ -147,10 +173,12 @@ def headline(rows: list[dict], budget: int) -> str:
     if r is None or ref is None:
         return f"(no headline: the sweep needs budgets {budget} and none)"
     saved, lost = r["tokens_saved_frac"], r["accuracy_lost"]
-    return (f"at B={budget}: {abs(100 * saved):.0f}% {'fewer' if saved >= 0 else 'MORE'} generated tokens "
-            f"than unlimited ({r['mean_total_tokens']:.1f} vs {ref['mean_total_tokens']:.1f}) for "
-            f"{abs(100 * lost):.1f} accuracy points {'lost' if lost >= 0 else 'gained'} ({100 * r['accuracy']:.1f}"
-            f" vs {100 * ref['accuracy']:.1f}); well-formed {r['well_formed']:.2f} vs {ref['well_formed']:.2f}")  # fmt: skip
+    return (
+        f"at B={budget}: {abs(100 * saved):.0f}% {'fewer' if saved >= 0 else 'MORE'} generated tokens "
+        f"than unlimited ({r['mean_total_tokens']:.1f} vs {ref['mean_total_tokens']:.1f}) for "
+        f"{abs(100 * lost):.1f} accuracy points {'lost' if lost >= 0 else 'gained'} ({100 * r['accuracy']:.1f}"
+        f" vs {100 * ref['accuracy']:.1f}); well-formed {r['well_formed']:.2f} vs {ref['well_formed']:.2f}"
+    )
 
 
 def sha256(path: Path) -> str | None:
@@ -189,8 +217,10 @@ def run(args: argparse.Namespace) -> int:
     t_start = time.perf_counter()
     ckpt = {"path": args.checkpoint, "stage": None} if args.checkpoint else final_checkpoint(args.run_dir)
     if ckpt.get("unfinished_later_stages"):
-        print(f"warning: using {ckpt['stage_dir']}; later stages not done: {ckpt['unfinished_later_stages']}",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"warning: using {ckpt['stage_dir']}; later stages not done: {ckpt['unfinished_later_stages']}",
+            file=sys.stderr,
+        )
     data = args.data or str(Path(args.run_dir) / "data")
 
     import torch
@@ -218,8 +248,17 @@ def run(args: argparse.Namespace) -> int:
     for th in (int(x) for x in str(args.threads).split(",")):
         for bs in (1, args.batch_size):
             for b in (None, args.tp_budget):
-                t = throughput(model, tok, texts, budget=b, batch_size=bs, threads=th, reps=args.reps,
-                               max_tokens=args.max_tokens, grace=args.grace)  # fmt: skip
+                t = throughput(
+                    model,
+                    tok,
+                    texts,
+                    budget=b,
+                    batch_size=bs,
+                    threads=th,
+                    reps=args.reps,
+                    max_tokens=args.max_tokens,
+                    grace=args.grace,
+                )
                 tp.append(t)
                 print(
                     f"threads {th} {t['generation']} batch {bs}: {t['tokens_per_s']:.1f} tok/s",
@@ -227,29 +266,56 @@ def run(args: argparse.Namespace) -> int:
                 )
     torch.set_num_threads(args.sweep_threads)
     t0, cpu0 = time.perf_counter(), time.process_time()
-    res = budget_sweep(model, tok, rows, budgets, max_tokens=args.max_tokens, grace=args.grace,
-                       batch_size=args.sweep_batch_size)  # fmt: skip
+    res = budget_sweep(
+        model,
+        tok,
+        rows,
+        budgets,
+        max_tokens=args.max_tokens,
+        grace=args.grace,
+        batch_size=args.sweep_batch_size,
+    )
     sweep_s, sweep_cpu = time.perf_counter() - t0, time.process_time() - cpu0
 
     data_manifest = Path(data) / "manifest.json"
     meta = {
         "command": " ".join(["python", "bench/budget.py", *sys.argv[1:]]),
-        "machine": {"platform": platform.platform(), "machine": platform.machine(), "cpus": os.cpu_count(),
-                    "python": platform.python_version(), "torch": torch.__version__,
-                    "transformers": transformers.__version__, "loadavg_start": load_start,
-                    "loadavg_end": os.getloadavg()},
-        "run_dir": args.run_dir, "run_dir_default": DEFAULT_RUN_DIR,
+        "machine": {
+            "platform": platform.platform(),
+            "machine": platform.machine(),
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "loadavg_start": load_start,
+            "loadavg_end": os.getloadavg(),
+        },
+        "run_dir": args.run_dir,
+        "run_dir_default": DEFAULT_RUN_DIR,
         "checkpoint": {**ckpt, "model_sha256": sha256(Path(ckpt["path"]))},
-        "data": data, "data_fingerprint": json.loads(data_manifest.read_text()).get("fingerprint")
-        if data_manifest.exists() else None,
-        "settings": {"split": args.split, "max_per_category": args.max_per_category, "prompts": len(rows),
-                     "prompts_per_category": counts, "budgets": budgets, "max_tokens": args.max_tokens,
-                     "grace": args.grace, "sweep_batch_size": args.sweep_batch_size, "decoding": "greedy",
-                     "reasoning": "on (/think forced)", "throughput_prompts": len(texts),
-                     "throughput_budget": args.tp_budget, "throughput_reps": args.reps,
-                     "sweep_threads": args.sweep_threads},
-        "sweep_seconds": sweep_s, "sweep_cpu_seconds": sweep_cpu,
-    }  # fmt: skip
+        "data": data,
+        "data_fingerprint": json.loads(data_manifest.read_text()).get("fingerprint")
+        if data_manifest.exists()
+        else None,
+        "settings": {
+            "split": args.split,
+            "max_per_category": args.max_per_category,
+            "prompts": len(rows),
+            "prompts_per_category": counts,
+            "budgets": budgets,
+            "max_tokens": args.max_tokens,
+            "grace": args.grace,
+            "sweep_batch_size": args.sweep_batch_size,
+            "decoding": "greedy",
+            "reasoning": "on (/think forced)",
+            "throughput_prompts": len(texts),
+            "throughput_budget": args.tp_budget,
+            "throughput_reps": args.reps,
+            "sweep_threads": args.sweep_threads,
+        },
+        "sweep_seconds": sweep_s,
+        "sweep_cpu_seconds": sweep_cpu,
+    }
     head = headline(res, args.headline_budget)
     meta["headline"] = head
     meta["wall_seconds"] = time.perf_counter() - t_start
@@ -278,9 +344,12 @@ def run(args: argparse.Namespace) -> int:
         "| torch threads | generation | batch | prompts | generated tokens | median wall s | CPU s / wall s "
         "| tokens/s (median) | tokens/s (best) |",
         "|---|---|---|---|---|---|---|---|---|",
-        *(f"| {t['threads']} | {t['generation']} | {t['batch_size']} | {t['prompts']} | {t['new_tokens']} | "
-          f"{statistics.median(t['seconds']):.1f} | {sum(t['cpu_seconds']) / sum(t['seconds']):.2f} | "
-          f"{t['tokens_per_s']:.1f} | {t['tokens_per_s_best']:.1f} |" for t in tp),
+        *(
+            f"| {t['threads']} | {t['generation']} | {t['batch_size']} | {t['prompts']} | {t['new_tokens']} | "
+            f"{statistics.median(t['seconds']):.1f} | {sum(t['cpu_seconds']) / sum(t['seconds']):.2f} | "
+            f"{t['tokens_per_s']:.1f} | {t['tokens_per_s_best']:.1f} |"
+            for t in tp
+        ),
         "",
         "## Per budget, all domains",
         "",
@@ -290,7 +359,7 @@ def run(args: argparse.Namespace) -> int:
         "",
         to_markdown([r for r in res if r["domain"] != "all"]).rstrip(),
         "",
-    ]  # fmt: skip
+    ]
     (out / "budget.md").write_text("\n".join(lines))
     plot(res, out / "budget.png")
     print("\n".join(lines))

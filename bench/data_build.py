@@ -50,12 +50,20 @@ def run(n: int, procs: list[int], out_json: Path) -> dict:
             t0 = time.perf_counter()
             build_recipe(cfg, Path(tmp) / f"copy{p}", tokenizer=tok)
             t_copy = time.perf_counter() - t0
-            rows.append({
-                "samples": n, "num_proc": p, "generate_s": round(t_gen, 2), "generate_tokenize_s": round(t_core, 2),
-                "generate_tokenize_samples_per_s": round(n / t_core, 1), "full_build_s": round(t_build, 2),
-                "full_build_samples_per_s": round(m["counts"]["total"] / t_build, 1), "output_samples": m["counts"]["total"],
-                "cached_rebuild_s": round(t_cached, 3), "cache_copy_to_new_dir_s": round(t_copy, 3),
-            })  # fmt: skip
+            rows.append(
+                {
+                    "samples": n,
+                    "num_proc": p,
+                    "generate_s": round(t_gen, 2),
+                    "generate_tokenize_s": round(t_core, 2),
+                    "generate_tokenize_samples_per_s": round(n / t_core, 1),
+                    "full_build_s": round(t_build, 2),
+                    "full_build_samples_per_s": round(m["counts"]["total"] / t_build, 1),
+                    "output_samples": m["counts"]["total"],
+                    "cached_rebuild_s": round(t_cached, 3),
+                    "cache_copy_to_new_dir_s": round(t_copy, 3),
+                }
+            )
     result = {
         "machine": f"{platform.machine()} {os.cpu_count()} CPUs, Python {platform.python_version()}",
         "rows": rows,
@@ -66,10 +74,26 @@ def run(n: int, procs: list[int], out_json: Path) -> dict:
 
 
 def table(result: dict) -> str:
-    head = ["samples", "num_proc", "generate+tokenize s", "samples/s", "full build s", "samples/s",
-            "cached rebuild s", "copy from cache s"]  # fmt: skip
-    keys = ["samples", "num_proc", "generate_tokenize_s", "generate_tokenize_samples_per_s", "full_build_s",
-            "full_build_samples_per_s", "cached_rebuild_s", "cache_copy_to_new_dir_s"]  # fmt: skip
+    head = [
+        "samples",
+        "num_proc",
+        "generate+tokenize s",
+        "samples/s",
+        "full build s",
+        "samples/s",
+        "cached rebuild s",
+        "copy from cache s",
+    ]
+    keys = [
+        "samples",
+        "num_proc",
+        "generate_tokenize_s",
+        "generate_tokenize_samples_per_s",
+        "full_build_s",
+        "full_build_samples_per_s",
+        "cached_rebuild_s",
+        "cache_copy_to_new_dir_s",
+    ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(str(r[k]) for k in keys) + " |" for r in result["rows"]]
     return "\n".join(lines)

@@ -43,8 +43,12 @@ WRITERS = ("safetensors", "torch_save")
 
 
 def traced(run_dir: Path, cache: Path, trace: Path, env: dict) -> tuple[list[dict], float]:
-    res = launch([*ARGS, f"run_dir={run_dir}"], trace=trace, env={**env, "POSTTRAIN_CACHE": str(cache)},
-                 log=run_dir.with_suffix(".log"))  # fmt: skip
+    res = launch(
+        [*ARGS, f"run_dir={run_dir}"],
+        trace=trace,
+        env={**env, "POSTTRAIN_CACHE": str(cache)},
+        log=run_dir.with_suffix(".log"),
+    )
     if res["rc"] != 0:
         raise SystemExit(f"reference run {run_dir} failed (exit {res['rc']}); see {run_dir}.log")
     return [json.loads(line) for line in trace.read_text().splitlines()], res["wall_s"]
@@ -135,10 +139,16 @@ def trial(i: int, t: dict, work: Path, caches: dict[str, Path], ref: Path, env: 
         if r := json.loads(p.read_text()).get("metrics", {}).get("resumed_from"):
             resumed[p.parent.name] = r
     t = {
-        **t, "trial": i, "killed": kill["killed"], "kill_rc": kill["rc"], "killed_after_s": kill["wall_s"],
-        "rerun_rc": rerun["rc"], "rerun_wall_s": rerun["wall_s"],
-        "third_run_skipped_all": again["rc"] == 0 and before == after, "resumed_from": resumed,
-    }  # fmt: skip
+        **t,
+        "trial": i,
+        "killed": kill["killed"],
+        "kill_rc": kill["rc"],
+        "killed_after_s": kill["wall_s"],
+        "rerun_rc": rerun["rc"],
+        "rerun_wall_s": rerun["wall_s"],
+        "third_run_skipped_all": again["rc"] == 0 and before == after,
+        "resumed_from": resumed,
+    }
     return classify(t, ref, run_dir)
 
 
@@ -155,15 +165,18 @@ def classify(t: dict, ref: Path, run_dir: Path) -> dict:
 def summarise(trials: list[dict]) -> dict:
     killed = [t for t in trials if t["killed"]]
     return {
-        "kills": len(killed), "not_reached": len(trials) - len(killed),
-        "survived": sum(t["survived"] for t in killed), "bit_exact": sum(t["bit_exact"] for t in killed),
+        "kills": len(killed),
+        "not_reached": len(trials) - len(killed),
+        "survived": sum(t["survived"] for t in killed),
+        "bit_exact": sum(t["bit_exact"] for t in killed),
         "identical": sum(t["identical"] for t in killed),
-        "weights_bit_identical": sum(t["survived"] and not any(d["what"] == "weights" for d in t["differences"])
-                                     for t in killed),
+        "weights_bit_identical": sum(
+            t["survived"] and not any(d["what"] == "weights" for d in t["differences"]) for t in killed
+        ),
         "third_run_skipped_all": sum(t["third_run_skipped_all"] for t in killed),
         "unexplained_differences": sum(d["explanation"] is None for t in killed for d in t["differences"]),
         "explained_differences": sum(d["explanation"] is not None for t in killed for d in t["differences"]),
-    }  # fmt: skip
+    }
 
 
 def recompare(a: argparse.Namespace) -> None:
@@ -181,15 +194,17 @@ def recompare(a: argparse.Namespace) -> None:
 def to_markdown(r: dict) -> str:
     s = r["summary"]
     lines = [
-        f"# Crash recovery: {s['kills']} SIGKILLs of `posttrain run {' '.join(ARGS)}`", "",
+        f"# Crash recovery: {s['kills']} SIGKILLs of `posttrain run {' '.join(ARGS)}`",
+        "",
         f"Killed {s['kills']} times (kill points not reached: {s['not_reached']}), recovered {s['survived']}, "
         f"bit-exact {s['bit_exact']} (weights bit-identical: {s['weights_bit_identical']}; identical in every "
         f"metric too: {s['identical']}), third run skipped every stage: {s['third_run_skipped_all']}, "
         f"unexplained differences: {s['unexplained_differences']}. Reference runs bit-identical to "
-        f"each other: {r['reference_runs_identical']}. Command: `{r['command']}`", "",
+        f"each other: {r['reference_runs_identical']}. Command: `{r['command']}`",
+        "",
         "| # | where | point | killed at s | rerun | survived | 3rd run skips all | bit-exact | differences |",
         "|---|---|---|---|---|---|---|---|---|",
-    ]  # fmt: skip
+    ]
     for t in r["trials"]:
         point = t.get("fault") or f"t={t.get('kill_after_s')}s"
         expl = sorted({d["what"].split(".")[-1] for d in t["differences"]})
@@ -199,11 +214,19 @@ def to_markdown(r: dict) -> str:
                 d["what"] for d in t["differences"] if d["explanation"] is None
             )
         killed = t["killed_after_s"] if t["killed"] else "not reached"
-        lines.append(f"| {t['trial']} | {t['group']} | `{point}` | {killed} | {t['rerun_rc']} | {t['survived']} | "
-                     f"{t['third_run_skipped_all']} | {t['bit_exact']} | {diff} |")  # fmt: skip
+        lines.append(
+            f"| {t['trial']} | {t['group']} | `{point}` | {killed} | {t['rerun_rc']} | {t['survived']} | "
+            f"{t['third_run_skipped_all']} | {t['bit_exact']} | {diff} |"
+        )
     lines += ["", "Explanations of the explained differences:", ""]
-    for what, why in sorted({(d["what"], d["explanation"].split(": ", 1)[-1]) for t in r["trials"]
-                             for d in t["differences"] if d["explanation"]}):  # fmt: skip
+    for what, why in sorted(
+        {
+            (d["what"], d["explanation"].split(": ", 1)[-1])
+            for t in r["trials"]
+            for d in t["differences"]
+            if d["explanation"]
+        }
+    ):
         lines.append(f"- `{what}`: {why}")
     return "\n".join(lines) + "\n"
 
@@ -237,16 +260,24 @@ def main() -> None:
     for i, t in enumerate(todo):
         trials.append(trial(i, t, a.work, {"warm": cold_cache, "tok": tok}, a.work / "ref", env))
         tr = trials[-1]
-        print(f"[{i + 1}/{len(todo)}] {t['group']} {t.get('fault') or t.get('kill_after_s')}: killed={tr['killed']} "
-              f"survived={tr['survived']} bit_exact={tr['bit_exact']} diffs={len(tr['differences'])}", flush=True)  # fmt: skip
+        print(
+            f"[{i + 1}/{len(todo)}] {t['group']} {t.get('fault') or t.get('kill_after_s')}: killed={tr['killed']} "
+            f"survived={tr['survived']} bit_exact={tr['bit_exact']} diffs={len(tr['differences'])}",
+            flush=True,
+        )
     summary = summarise(trials)
     result = {
         "command": "nice -n 19 python bench/faults.py " + " ".join(sys.argv[1:]),
         "machine": f"{platform.machine()} {os.cpu_count()} CPUs, Python {platform.python_version()}",
-        "pipeline": ARGS, "seed": a.seed, "reference_wall_s": wall,
-        "reference_runs_identical": ref_same, "groups": sorted(g), "summary": summary,
-        "bench_wall_s": round(time.time() - t0, 1), "trials": trials,
-    }  # fmt: skip
+        "pipeline": ARGS,
+        "seed": a.seed,
+        "reference_wall_s": wall,
+        "reference_runs_identical": ref_same,
+        "groups": sorted(g),
+        "summary": summary,
+        "bench_wall_s": round(time.time() - t0, 1),
+        "trials": trials,
+    }
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(result, indent=2, default=str) + "\n")
     a.out.with_suffix(".md").write_text(to_markdown(result))

@@ -31,8 +31,9 @@ def probe(model, tok, rows, mode: str, k: int, temperatures: list[float]) -> dic
     greedy = generate_texts(model, tok, texts, max_new_tokens=96, batch_size=64)
     out = {"greedy": sum(score("math", r["metadata"], g[0], mode) for r, g in zip(rows, greedy)) / len(rows)}
     for t in temperatures:
-        samples = generate_texts(model, tok, texts, max_new_tokens=96, temperature=t,
-                                 num_return_sequences=k, batch_size=16)  # fmt: skip
+        samples = generate_texts(
+            model, tok, texts, max_new_tokens=96, temperature=t, num_return_sequences=k, batch_size=16
+        )
         scores = [[score("math", r["metadata"], s, mode) for s in group] for r, group in zip(rows, samples)]
         out[f"T{t:g}"] = {
             "sampled": sum(map(sum, scores)) / (len(rows) * k),

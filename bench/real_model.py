@@ -42,17 +42,33 @@ def stage_summary(res: dict[str, Any]) -> dict[str, Any]:
     """accuracy + ci over every (prompt, mode), and per domain (modes pooled) and per domain/mode."""
     by_domain = {}
     for d in DOMAINS:
-        modes = {m: {"accuracy": res[f"{d}/{m}/accuracy"], "ci": res[f"{d}/{m}/accuracy_ci"],
-                     "n": res[f"{d}/{m}/n"]}
-                 for m in ("on", "off", "budget") if f"{d}/{m}/accuracy" in res}  # fmt: skip
+        modes = {
+            m: {
+                "accuracy": res[f"{d}/{m}/accuracy"],
+                "ci": res[f"{d}/{m}/accuracy_ci"],
+                "n": res[f"{d}/{m}/n"],
+            }
+            for m in ("on", "off", "budget")
+            if f"{d}/{m}/accuracy" in res
+        }
         if modes:
             n = sum(v["n"] for v in modes.values())
-            by_domain[d] = {"accuracy": sum(v["accuracy"] * v["n"] for v in modes.values()) / n,
-                            "n": n, "modes": modes}  # fmt: skip
-    return {"accuracy": res["all/all/accuracy"], "ci": res["all/all/accuracy_ci"], "n": res["all/all/n"],
-            "by_mode": {m: {"accuracy": res[f"accuracy_{m}"], "ci": res[f"accuracy_ci_{m}"]}
-                        for m in ("on", "off", "budget") if f"accuracy_{m}" in res},
-            "by_domain": by_domain}  # fmt: skip
+            by_domain[d] = {
+                "accuracy": sum(v["accuracy"] * v["n"] for v in modes.values()) / n,
+                "n": n,
+                "modes": modes,
+            }
+    return {
+        "accuracy": res["all/all/accuracy"],
+        "ci": res["all/all/accuracy_ci"],
+        "n": res["all/all/n"],
+        "by_mode": {
+            m: {"accuracy": res[f"accuracy_{m}"], "ci": res[f"accuracy_ci_{m}"]}
+            for m in ("on", "off", "budget")
+            if f"accuracy_{m}" in res
+        },
+        "by_domain": by_domain,
+    }
 
 
 def gains(items: dict[str, list[dict]], new: str, old: str) -> dict[str, Any]:
@@ -69,8 +85,12 @@ def gains(items: dict[str, list[dict]], new: str, old: str) -> dict[str, Any]:
     return out
 
 
-COMPARISONS = {"sft_gain": ("sft", "init"), "dpo_change": ("dpo", "sft"), "grpo_gain": ("model", "dpo"),
-               "recipe_gain": ("model", "init")}  # fmt: skip
+COMPARISONS = {
+    "sft_gain": ("sft", "init"),
+    "dpo_change": ("dpo", "sft"),
+    "grpo_gain": ("model", "dpo"),
+    "recipe_gain": ("model", "init"),
+}
 
 
 def collect(run_dir: Path) -> dict[str, Any]:
@@ -88,8 +108,11 @@ def collect(run_dir: Path) -> dict[str, Any]:
             out[key] = gains(items, new, old)
     budget = ev / "budget" / "budget.json"
     out["budget"] = json.loads(budget.read_text())["rows"] if budget.exists() else []
-    out["stage_wall_s"] = {n: round(m["finished_at"] - m["started_at"], 1) for n, m in sorted(manifests.items())
-                           if m.get("finished_at") and m.get("started_at")}  # fmt: skip
+    out["stage_wall_s"] = {
+        n: round(m["finished_at"] - m["started_at"], 1)
+        for n, m in sorted(manifests.items())
+        if m.get("finished_at") and m.get("started_at")
+    }
     out["stage_metrics"] = {n: m.get("metrics", {}) for n, m in sorted(manifests.items())}
     return out
 
@@ -101,20 +124,34 @@ def _ci(ci) -> str:
 def to_markdown(r: dict[str, Any]) -> str:
     st = r["stages"]
     cols = [k for k in STAGES if k in st]
-    lines = [f"# nano2_smollm on SmolLM2-135M-Instruct: {r['n_prompts']} held-out prompts", "",
-             "| accuracy | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols),
-             "| all | " + " | ".join(f"{st[c]['accuracy']:.3f} {_ci(st[c]['ci'])}" for c in cols) + " |"]  # fmt: skip
+    lines = [
+        f"# nano2_smollm on SmolLM2-135M-Instruct: {r['n_prompts']} held-out prompts",
+        "",
+        "| accuracy | " + " | ".join(cols) + " |",
+        "|---|" + "---|" * len(cols),
+        "| all | " + " | ".join(f"{st[c]['accuracy']:.3f} {_ci(st[c]['ci'])}" for c in cols) + " |",
+    ]
     for m in ("on", "off"):
         if all(m in st[c]["by_mode"] for c in cols):
-            lines.append(f"| mode {m} | " + " | ".join(
-                f"{st[c]['by_mode'][m]['accuracy']:.3f} {_ci(st[c]['by_mode'][m]['ci'])}" for c in cols) + " |")  # fmt: skip
+            lines.append(
+                f"| mode {m} | "
+                + " | ".join(
+                    f"{st[c]['by_mode'][m]['accuracy']:.3f} {_ci(st[c]['by_mode'][m]['ci'])}" for c in cols
+                )
+                + " |"
+            )
     for d in DOMAINS:
         if all(d in st[c]["by_domain"] for c in cols):
             lines.append(
                 f"| {d} | " + " | ".join(f"{st[c]['by_domain'][d]['accuracy']:.3f}" for c in cols) + " |"
             )
-    lines += ["", "## Paired differences on the same prompts (95 % bootstrap CI)", "",
-              "| comparison | domain | delta | CI | n | excludes 0 |", "|---|---|---|---|---|---|"]  # fmt: skip
+    lines += [
+        "",
+        "## Paired differences on the same prompts (95 % bootstrap CI)",
+        "",
+        "| comparison | domain | delta | CI | n | excludes 0 |",
+        "|---|---|---|---|---|---|",
+    ]
     for key, (a, b) in COMPARISONS.items():
         for dom, v in r.get(key, {}).items():
             if dom != "slices":
@@ -123,15 +160,21 @@ def to_markdown(r: dict[str, Any]) -> str:
                     f"| {key} ({a} - {b}) | {dom} | {v['delta']:+.3f} | {_ci(v['ci'])} | {v['n']} | {yes} |"
                 )
     if r["budget"]:
-        lines += ["", "## Budget sweep (final model, /think, all domains)", "",
-                  "| budget | accuracy | accuracy lost | total tokens | tokens saved | well-formed |",
-                  "|---|---|---|---|---|---|"]  # fmt: skip
+        lines += [
+            "",
+            "## Budget sweep (final model, /think, all domains)",
+            "",
+            "| budget | accuracy | accuracy lost | total tokens | tokens saved | well-formed |",
+            "|---|---|---|---|---|---|",
+        ]
         for row in (x for x in r["budget"] if x["domain"] == "all"):
             b = "none" if row["budget"] is None else row["budget"]
             saved = f"{row['tokens_saved_frac']:.0%}" if row["tokens_saved_frac"] is not None else "-"
             lost = f"{row['accuracy_lost']:+.3f}" if row["accuracy_lost"] is not None else "-"
-            lines.append(f"| {b} | {row['accuracy']:.3f} | {lost} | {row['mean_total_tokens']:.1f} | {saved} | "
-                         f"{row['well_formed']:.2f} |")  # fmt: skip
+            lines.append(
+                f"| {b} | {row['accuracy']:.3f} | {lost} | {row['mean_total_tokens']:.1f} | {saved} | "
+                f"{row['well_formed']:.2f} |"
+            )
     lines += ["", "Stage wall times (s): " + ", ".join(f"{k} {v}" for k, v in r["stage_wall_s"].items())]
     return "\n".join(lines) + "\n"
 
@@ -157,8 +200,11 @@ def main() -> int:
         ]
         subprocess.run(cmd, check=True)
     r = collect(run_dir)
-    r |= {"command": " ".join(["python bench/real_model.py", *sys.argv[1:]]), "bench_wall_s": round(time.time() - t0, 1),
-          "machine": {"cpus": os.cpu_count(), "platform": platform.platform()}}  # fmt: skip
+    r |= {
+        "command": " ".join(["python bench/real_model.py", *sys.argv[1:]]),
+        "bench_wall_s": round(time.time() - t0, 1),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+    }
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "real_model.json").write_text(json.dumps(r, indent=2) + "\n")

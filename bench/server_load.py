@@ -107,11 +107,14 @@ def abuse_cases(limits: dict) -> dict:
         "non_object_json": (lambda a: raw(a, post_head(6), b"[1, 2]"), "400"),
         "huge_body": (lambda a: raw(a, post_head(len(big)), big), "413"),
         "huge_content_length": (lambda a: raw(a, post_head(10**10), b"{}"), "413"),
-        "chunked": (lambda a: raw(a, post_head(None, "Transfer-Encoding: chunked\r\n"), b"2\r\n{}\r\n0\r\n\r\n"), "411"),
+        "chunked": (
+            lambda a: raw(a, post_head(None, "Transfer-Encoding: chunked\r\n"), b"2\r\n{}\r\n0\r\n\r\n"),
+            "411",
+        ),
         "slowloris_body": (lambda a: raw(a, post_head(1000), b'{"prompt": ', drip=0.5), "408"),
         "header_drip": (lambda a: raw(a, b"POST /v1/completions HTTP/1.1\r\nX-Slow: ", drip=0.5), "408"),
         "idle_connection": (lambda a: raw(a, b""), "closed"),
-    }  # fmt: skip
+    }
 
 
 def pct(values: list[float], q: float) -> float | None:
@@ -183,8 +186,13 @@ def run(clients: int, requests: int, flood: int) -> dict:
             abuse = {}
             for name, (_, want) in cases.items():
                 got = [r for n, r in out if n == name]
-                abuse[name] = {"expected": want, **summary(got), "max_s": round(max(t for _, t in got), 2),
-                               "unexpected": sum(s != want for s, _ in got), "over_deadline": sum(t > deadline for _, t in got)}  # fmt: skip
+                abuse[name] = {
+                    "expected": want,
+                    **summary(got),
+                    "max_s": round(max(t for _, t in got), 2),
+                    "unexpected": sum(s != want for s, _ in got),
+                    "over_deadline": sum(t > deadline for _, t in got),
+                }
             phases["abuse"] = {"valid_meanwhile": summary(background), "cases": abuse}
             n_conn = limits["max_connections"] + 16
             with ThreadPoolExecutor(n_conn) as pool:
@@ -220,26 +228,36 @@ def run(clients: int, requests: int, flood: int) -> dict:
         "machine": f"{platform.machine()} {os.cpu_count()} CPUs, Python {platform.python_version()}",
         "model": "tiny NemotronH (random init), max_tokens 16",
         "limits": limits,
-        "clients": clients, "requests_per_client": requests, "flood_per_case": flood,
+        "clients": clients,
+        "requests_per_client": requests,
+        "flood_per_case": flood,
         "phases": phases,
         "after": {"status": after[0], "ms": round(1000 * after[1], 1)},
-        "server_alive": alive, "server_stats": {k: v for k, v in stats.items() if k not in ("status", "limits")},
-        "crashes": crashes, "hung": hung, "valid_request_errors": errors, "server_tracebacks": tracebacks,
+        "server_alive": alive,
+        "server_stats": {k: v for k, v in stats.items() if k not in ("status", "limits")},
+        "crashes": crashes,
+        "hung": hung,
+        "valid_request_errors": errors,
+        "server_tracebacks": tracebacks,
         "unexpected": sum(c["unexpected"] for c in abuse.values()),
-        "p50_ms": phases["concurrent"]["p50_ms"], "p99_ms": phases["concurrent"]["p99_ms"],
+        "p50_ms": phases["concurrent"]["p50_ms"],
+        "p99_ms": phases["concurrent"]["p99_ms"],
         "seconds": round(time.time() - t_start, 1),
-    }  # fmt: skip
+    }
 
 
 def to_markdown(r: dict) -> str:
     lines = [
-        f"# posttrain serve under load ({r['machine']})", "",
+        f"# posttrain serve under load ({r['machine']})",
+        "",
         f"{r['model']}; limits {r['limits']}. Crashes **{r['crashes']}**, hung **{r['hung']}**, "
         f"unexpected statuses **{r['unexpected']}**, failed valid requests {r['valid_request_errors']}, server "
         f"tracebacks {r['server_tracebacks']}; a valid request afterwards: {r['after']['status']}. "
-        f"Ran {r['seconds']} s.", "",
-        "| phase | requests | statuses | p50 ms | p99 ms |", "|---|---|---|---|---|",
-    ]  # fmt: skip
+        f"Ran {r['seconds']} s.",
+        "",
+        "| phase | requests | statuses | p50 ms | p99 ms |",
+        "|---|---|---|---|---|",
+    ]
     rows = [(k, r["phases"][k]) for k in ("concurrent", "saturation")]
     rows += [
         ("valid during abuse", r["phases"]["abuse"]["valid_meanwhile"]),

@@ -21,8 +21,16 @@ from typing import Any
 from data_recipes.errors import DataError
 
 FORMATS = ("nemotron", "openai", "sharegpt", "preference")
-_SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
-                   "system": "system", "observation": "tool", "tool": "tool", "function_call": "assistant"}  # fmt: skip
+_SHAREGPT_ROLES = {
+    "human": "user",
+    "user": "user",
+    "gpt": "assistant",
+    "assistant": "assistant",
+    "system": "system",
+    "observation": "tool",
+    "tool": "tool",
+    "function_call": "assistant",
+}
 _THINK_WITH_TEXT = re.compile(r"\A\s*<think>\s*\S", re.DOTALL)
 
 

@@ -54,10 +54,10 @@ def as_config(cfg) -> RecipeConfig:
 
 
 def load_tokenizer(cfg: RecipeConfig):
-    if cfg.tokenizer is None:
-        from posttrain.models.tokenizer import build_tokenizer
-
-        return build_tokenizer()
+    if cfg.tokenizer is None:  # the data layer never imports posttrain: the caller passes the model's
+        raise DataError(
+            f"recipe {cfg.name}", "tokenizer", "none given: set tokenizer=<dir or hub id>, or pass tokenizer="
+        )
     from transformers import AutoTokenizer
 
     try:
@@ -104,12 +104,22 @@ def collect(cfg: RecipeConfig) -> tuple[list[dict], list[dict], dict]:
         read = len(rows)
         rows = rows if want is None else take(rows, want, cfg.seed, key)
         got[key] = len(rows)
-        sampled[key] = {"path": src.path, "take": "share" if src.take is None else src.take, "read": read,
-                        "rejected": len(rej), "taken": len(rows)}  # fmt: skip
+        sampled[key] = {
+            "path": src.path,
+            "take": "share" if src.take is None else src.take,
+            "read": read,
+            "rejected": len(rej),
+            "taken": len(rows),
+        }
         samples += rows
     names = {f"source:{i}": s.path for i, s in enumerate(cfg.sources)}
-    report = {"target": target, "taken": got, "shortfall": {k: target[k] - got.get(k, 0) for k in target},
-              "sources": names, "sampled": sampled}  # fmt: skip
+    report = {
+        "target": target,
+        "taken": got,
+        "shortfall": {k: target[k] - got.get(k, 0) for k in target},
+        "sources": names,
+        "sampled": sampled,
+    }
     return samples, rejects, report
 
 
@@ -119,10 +129,11 @@ def check_splits(cfg: RecipeConfig, splits: dict[str, list[dict]], prompts: dict
     for sp in SPLITS:
         if cfg.splits[sp] > 0 and not splits[sp]:
             raise DataError(
-                f"recipe {cfg.name}", f"splits.{sp}",
+                f"recipe {cfg.name}",
+                f"splits.{sp}",
                 f"empty split ({prompts[sp]} of {n} prompts at fraction {cfg.splits[sp]}, none left after "
                 f"checks); raise `total` or splits.{sp}, or set splits.{sp}=0 to build without one",
-            )  # fmt: skip
+            )
 
 
 def _length_check(
@@ -218,7 +229,7 @@ def build_recipe(cfg, out: str | Path, *, force: bool = False, tokenizer=None) -
             "count": len(rejects),
             "path": "rejects.jsonl",
             "by_field": dict(Counter(r["field"] for r in rejects)),
-        },  # fmt: skip
+        },
         "dropped": dropped,
         "mixture": mixture,
         "off_pairs": len(off),
@@ -226,7 +237,7 @@ def build_recipe(cfg, out: str | Path, *, force: bool = False, tokenizer=None) -
             "count": n_trunc,
             "budget_range": list(cfg.truncate_budget),
             "budgets": percentiles(budgets),
-        },  # fmt: skip
+        },
         "prompts_by_split": prompts,
         "token_lengths": {"sample": percentiles(lens), "reasoning": percentiles(rlens)},
         "recipe": dataclasses.asdict(cfg),

@@ -51,10 +51,18 @@ class SourceConfig:
 
 
 _TINY_MATH = {
-    "basic_arithmetic": {"weight": 0.5, "min_terms": 2, "max_terms": 3, "min_digits": 1, "max_digits": 2,
-                         "operators": ["+", "-", "*"], "allow_parentheses": False, "allow_negation": False},
+    "basic_arithmetic": {
+        "weight": 0.5,
+        "min_terms": 2,
+        "max_terms": 3,
+        "min_digits": 1,
+        "max_digits": 2,
+        "operators": ["+", "-", "*"],
+        "allow_parentheses": False,
+        "allow_negation": False,
+    },
     "chain_sum": {"weight": 0.5, "min_terms": 2, "max_terms": 4, "min_digits": 1, "max_digits": 2},
-}  # fmt: skip
+}
 
 
 @dataclass
@@ -79,7 +87,8 @@ class RecipeConfig:
     on_error: str = _f("raise", "raise: stop at the first bad record; skip: write it to rejects.jsonl.")
     num_proc: int = _f(1, "Processes for generation and tokenisation (does not change the output).")
     tokenizer: str | None = _f(
-        None, "Tokenizer directory or hub id; None uses the built-in posttrain tokenizer."
+        None,
+        "Tokenizer directory or hub id; None: the caller passes one (the pipeline: its model's tokenizer).",
     )
     math_tasks: dict[str, Any] = _f(
         _TINY_MATH, "reasoning-gym tasks for the math domain: name -> {weight, **dataset config kwargs}."

@@ -50,9 +50,11 @@ def render_inspect(out_dir: str | Path, n: int = 2) -> str:
     ]
     lines += _table("by category", c["by_category"]) + _table("by reasoning", c["by_reasoning"])
     lines += _table("by split", c.get("by_split", {}))
-    lines += [f"rejected: {m['rejected']['count']} (see {m['rejected']['path']})",
-              f"dropped: {json.dumps(m.get('dropped', {}))}",
-              f"token lengths: {json.dumps(m.get('token_lengths', {}))}"]  # fmt: skip
+    lines += [
+        f"rejected: {m['rejected']['count']} (see {m['rejected']['path']})",
+        f"dropped: {json.dumps(m.get('dropped', {}))}",
+        f"token lengths: {json.dumps(m.get('token_lengths', {}))}",
+    ]
     for view, per_split in m.get("views", {}).items():
         lines += _table(f"view {view}", per_split)
     train = _samples(out / "samples" / "train.jsonl")
@@ -81,12 +83,19 @@ def _view_samples(out: Path, template: str, n: int) -> list[str]:
         pref = load_from_disk(str(out / "preference"))["train"]
         for row in pref.select(range(min(n, len(pref)))):
             tools = json.loads(row["tools"]) if row["tools"] else None
-            lines += ["", f"## preference pair [{row['category']}]", _render(template, row["prompt"], tools, gen=True),
-                      f"chosen:   {json.dumps(row['chosen'], ensure_ascii=False)}",
-                      f"rejected: {json.dumps(row['rejected'], ensure_ascii=False)}"]  # fmt: skip
+            lines += [
+                "",
+                f"## preference pair [{row['category']}]",
+                _render(template, row["prompt"], tools, gen=True),
+                f"chosen:   {json.dumps(row['chosen'], ensure_ascii=False)}",
+                f"rejected: {json.dumps(row['rejected'], ensure_ascii=False)}",
+            ]
     if (out / "rl").exists():
         rl = load_from_disk(str(out / "rl"))["train"]
         for row in rl.select(range(min(n, len(rl)))):
-            lines += ["", f"## RL prompt [{row['category']}] metadata={row['metadata']}",
-                      _render(template, row["prompt"], None, gen=True)]  # fmt: skip
+            lines += [
+                "",
+                f"## RL prompt [{row['category']}] metadata={row['metadata']}",
+                _render(template, row["prompt"], None, gen=True),
+            ]
     return lines

@@ -23,8 +23,12 @@ from data_recipes.domains import DOMAINS, get
 from data_recipes.schema import prompt_end
 
 _S = Value("string")
-MESSAGE = {"role": _S, "content": _S, "reasoning_content": _S,
-           "tool_calls": List({"id": _S, "type": _S, "function": {"name": _S, "arguments": _S}})}  # fmt: skip
+MESSAGE = {
+    "role": _S,
+    "content": _S,
+    "reasoning_content": _S,
+    "tool_calls": List({"id": _S, "type": _S, "function": {"name": _S, "arguments": _S}}),
+}
 _COMMON = {"category": _S, "reasoning": _S, "uuid": _S}
 FEATURES = {
     "sft": Features({"messages": List(MESSAGE), "tools": _S, **_COMMON, "truncated": Value("bool")}),
@@ -37,11 +41,16 @@ FEATURES = {
             **_COMMON,
             "metadata": _S,
         }
-    ),  # fmt: skip
+    ),
     "rl": Features({"prompt": List(MESSAGE), **_COMMON, "metadata": _S}),
 }
-VERIFIER_KEYS = {"math": ("answer",), "code": ("entry_point", "tests"), "tool_calling": ("expected_calls",),
-                 "safety": ("harmful",), "chat": ("constraints",)}  # fmt: skip
+VERIFIER_KEYS = {
+    "math": ("answer",),
+    "code": ("entry_point", "tests"),
+    "tool_calling": ("expected_calls",),
+    "safety": ("harmful",),
+    "chat": ("constraints",),
+}
 
 
 def tools_json(sample: dict) -> str | None:
@@ -65,9 +74,14 @@ def verifier_metadata(sample: dict) -> str:
 
 
 def sft_row(sample: dict) -> dict:
-    return {"messages": sample["messages"], "tools": tools_json(sample), "category": sample["category"],
-            "reasoning": sample["reasoning"], "uuid": sample["uuid"],
-            "truncated": "truncated_at" in sample["metadata"]}  # fmt: skip
+    return {
+        "messages": sample["messages"],
+        "tools": tools_json(sample),
+        "category": sample["category"],
+        "reasoning": sample["reasoning"],
+        "uuid": sample["uuid"],
+        "truncated": "truncated_at" in sample["metadata"],
+    }
 
 
 def is_verifiable(sample: dict) -> bool:
@@ -81,8 +95,13 @@ def rl_row(sample: dict) -> dict | None:
     prompt = tools_in_system(
         sample["messages"][: prompt_end(sample["messages"])], sample["metadata"].get("tools")
     )
-    return {"prompt": prompt, "category": sample["category"], "reasoning": sample["reasoning"],
-            "uuid": sample["uuid"], "metadata": verifier_metadata(sample)}  # fmt: skip
+    return {
+        "prompt": prompt,
+        "category": sample["category"],
+        "reasoning": sample["reasoning"],
+        "uuid": sample["uuid"],
+        "metadata": verifier_metadata(sample),
+    }
 
 
 def completion(sample: dict) -> list[dict]:
@@ -101,10 +120,16 @@ def preference_row(sample: dict, seed: int) -> dict | None:
     if rejected is None:
         rng = random.Random(f"{seed}:corrupt:{sample['uuid']}")
         rejected = [get(sample["category"]).corrupt(sample, rng)]
-    return {"prompt": sample["messages"][: prompt_end(sample["messages"])], "chosen": completion(sample),
-            "rejected": rejected, "tools": tools_json(sample), "category": sample["category"],
-            "reasoning": sample["reasoning"], "uuid": sample["uuid"],
-            "metadata": verifier_metadata(sample)}  # fmt: skip
+    return {
+        "prompt": sample["messages"][: prompt_end(sample["messages"])],
+        "chosen": completion(sample),
+        "rejected": rejected,
+        "tools": tools_json(sample),
+        "category": sample["category"],
+        "reasoning": sample["reasoning"],
+        "uuid": sample["uuid"],
+        "metadata": verifier_metadata(sample),
+    }
 
 
 def view_rows(samples: list[dict], seed: int) -> dict[str, list[dict]]:

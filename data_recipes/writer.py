@@ -64,8 +64,9 @@ def _jsonl(path: Path, rows: list[dict]) -> None:
             fh.write(json.dumps(r, ensure_ascii=False) + "\n")
 
 
-def write_output(out: Path, splits: dict[str, list[dict]], rejects: list[dict], manifest: dict, seed: int,
-                 template: str) -> None:  # fmt: skip
+def write_output(
+    out: Path, splits: dict[str, list[dict]], rejects: list[dict], manifest: dict, seed: int, template: str
+) -> None:
     """Write everything under ``out``; adds ``manifest["views"]`` (rows per view and split)."""
     (out / "samples").mkdir(parents=True, exist_ok=True)
     for sp in SPLITS:

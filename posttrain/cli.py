@@ -17,10 +17,9 @@ import sys
 from pathlib import Path
 
 from posttrain import PosttrainError
+from posttrain.config.compose import CONFIG_DIR, compose
 
-# The configs ship inside the package (package data), so a wheel install finds them; add your own with
-# `posttrain run --config-dir DIR ...` (Hydra prepends DIR to the search path) or POSTTRAIN_CONFIG_DIR.
-CONFIG_DIR = Path(os.environ.get("POSTTRAIN_CONFIG_DIR", Path(__file__).resolve().parent / "configs"))
+__all__ = ["CONFIG_DIR", "compose", "main"]
 
 
 def quiet() -> None:
@@ -43,18 +42,6 @@ def quiet() -> None:
     transformers.logging.set_verbosity_error()
     transformers.logging.disable_progress_bar()  # weight loading/saving bars; the Trainer's bar stays
     datasets.logging.set_verbosity_error()
-
-
-def compose(overrides: list[str]):
-    """Compose the root config with Hydra's API (used by everything except ``run``)."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-
-    from posttrain.config import register_configs
-
-    register_configs()
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return hydra_compose("config", overrides=overrides)
 
 
 def launch(cfg) -> None:
@@ -140,6 +127,21 @@ def _kv(args: list[str]) -> dict[str, str]:
     return out
 
 
+def _data_tokenizer(cfg):
+    """The tokenizer ``data build`` renders with when ``data.tokenizer`` is unset: the tiny model's (the
+    pipeline passes its initial checkpoint's tokenizer instead, after the Nano 2 template is installed)."""
+    if cfg.data.tokenizer is not None:
+        return None
+    if cfg.model.kind != "tiny":
+        raise PosttrainError(
+            f"data.tokenizer: model.kind={cfg.model.kind} needs the model's tokenizer; set "
+            "data.tokenizer=<checkpoint dir> (e.g. <run_dir>/00_init/checkpoint), or let `posttrain run` build it"
+        )
+    from posttrain.models import build_tokenizer
+
+    return build_tokenizer()
+
+
 def cmd_data(argv: list[str]) -> int:
     if not argv or argv[0] not in ("build", "inspect"):
         print(
@@ -163,12 +165,14 @@ def cmd_data(argv: list[str]) -> int:
         raise PosttrainError("data build: missing out=<dir>")
     overrides = [f"data={kv.pop('recipe', 'nano2_tiny')}"] + [f"data.{k}={v}" for k, v in kv.items()]
     cfg = compose(overrides)
-    manifest = build_recipe(OmegaConf.to_object(cfg.data), out)
+    manifest = build_recipe(OmegaConf.to_object(cfg.data), out, tokenizer=_data_tokenizer(cfg))
     c, r = manifest["counts"], manifest["rejected"]
     print(f"built {c['total']} samples into {out} (fingerprint {manifest['fingerprint'][:12]})")
     for key, s in manifest["mixture"].get("sampled", {}).items():
-        print(f"  {key} {s['path']}: took {s['taken']} of {s['read']} valid rows (take={s['take']}, "
-              f"{s['rejected']} rejected)")  # fmt: skip
+        print(
+            f"  {key} {s['path']}: took {s['taken']} of {s['read']} valid rows (take={s['take']}, "
+            f"{s['rejected']} rejected)"
+        )
     if r["count"]:
         print(f"  {r['count']} rejected records in {Path(out) / r['path']}")
     return 0

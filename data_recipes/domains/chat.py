@@ -16,23 +16,71 @@ import re
 from data_recipes.domains.common import make_sample, msg, pick, rng_for
 
 _TOPICS = {
-    "cats": ["Cats sleep for most of the day.", "They clean their fur with rough tongues.", "A happy cat often purrs."],
-    "the ocean": ["The ocean covers most of the planet.", "Its water is salty.", "Whales and fish live in the deep sea."],
-    "coffee": ["Coffee is made from roasted beans.", "Many people drink it in the morning.", "It contains caffeine."],
+    "cats": [
+        "Cats sleep for most of the day.",
+        "They clean their fur with rough tongues.",
+        "A happy cat often purrs.",
+    ],
+    "the ocean": [
+        "The ocean covers most of the planet.",
+        "Its water is salty.",
+        "Whales and fish live in the deep sea.",
+    ],
+    "coffee": [
+        "Coffee is made from roasted beans.",
+        "Many people drink it in the morning.",
+        "It contains caffeine.",
+    ],
     "autumn": ["Autumn comes after summer.", "Leaves turn red and gold.", "The air gets cooler each week."],
-    "trains": ["Trains run on steel rails.", "They can carry many people at once.", "Fast trains link big cities."],
-    "music": ["Music can lift your mood.", "People play it on many instruments.", "Songs often tell stories."],
-    "gardening": ["Gardening starts with good soil.", "Plants need water and sunlight.", "Weeds should be pulled early."],
-    "the moon": ["The moon circles the Earth.", "Its light is reflected sunlight.", "People first walked on it in 1969."],
+    "trains": [
+        "Trains run on steel rails.",
+        "They can carry many people at once.",
+        "Fast trains link big cities.",
+    ],
+    "music": [
+        "Music can lift your mood.",
+        "People play it on many instruments.",
+        "Songs often tell stories.",
+    ],
+    "gardening": [
+        "Gardening starts with good soil.",
+        "Plants need water and sunlight.",
+        "Weeds should be pulled early.",
+    ],
+    "the moon": [
+        "The moon circles the Earth.",
+        "Its light is reflected sunlight.",
+        "People first walked on it in 1969.",
+    ],
     "bicycles": ["Bicycles have two wheels.", "Riding one is good exercise.", "They do not burn any fuel."],
     "rain": ["Rain falls from clouds.", "Plants need it to grow.", "A light rain can smell fresh."],
-    "chess": ["Chess is played on a board of squares.", "Each side starts with sixteen pieces.", "The goal is checkmate."],
-    "bread": ["Bread is made from flour and water.", "Yeast makes the dough rise.", "Fresh bread smells warm."],
-    "mountains": ["Mountains rise high above the land.", "Their peaks can hold snow all year.", "Hikers enjoy the views."],
-    "bees": ["Bees collect nectar from flowers.", "They make honey in their hives.", "Bees help plants grow fruit."],
-    "robots": ["Robots are machines that follow programs.", "Factories use them to build cars.", "Some robots can walk."],
+    "chess": [
+        "Chess is played on a board of squares.",
+        "Each side starts with sixteen pieces.",
+        "The goal is checkmate.",
+    ],
+    "bread": [
+        "Bread is made from flour and water.",
+        "Yeast makes the dough rise.",
+        "Fresh bread smells warm.",
+    ],
+    "mountains": [
+        "Mountains rise high above the land.",
+        "Their peaks can hold snow all year.",
+        "Hikers enjoy the views.",
+    ],
+    "bees": [
+        "Bees collect nectar from flowers.",
+        "They make honey in their hives.",
+        "Bees help plants grow fruit.",
+    ],
+    "robots": [
+        "Robots are machines that follow programs.",
+        "Factories use them to build cars.",
+        "Some robots can walk.",
+    ],
     "tea": ["Tea is made by soaking leaves in hot water.", "Green tea is light.", "Black tea is stronger."],
-}  # fmt: skip
+}
 _STARTS = ["Sure.", "Here it is:", "Of course."]
 _ENDS = ["That is all.", "I hope this helps.", "Thanks for asking."]
 _ASK = [
@@ -42,10 +90,27 @@ _ASK = [
     "Say something about {}.",
 ]
 _OTHER = ["banana", "purple", "volcano", "piano", "desert", "rocket", "candle", "zebra"]
-_KINDS = ["max_words", "min_words", "lowercase", "uppercase", "include_keywords", "exclude_keywords",
-          "end_with", "start_with", "num_bullets", "no_commas"]  # fmt: skip
-_CLASH = {frozenset(p) for p in [("lowercase", "uppercase"), ("max_words", "min_words"),
-                                 ("max_words", "num_bullets"), ("min_words", "num_bullets")]}  # fmt: skip
+_KINDS = [
+    "max_words",
+    "min_words",
+    "lowercase",
+    "uppercase",
+    "include_keywords",
+    "exclude_keywords",
+    "end_with",
+    "start_with",
+    "num_bullets",
+    "no_commas",
+]
+_CLASH = {
+    frozenset(p)
+    for p in [
+        ("lowercase", "uppercase"),
+        ("max_words", "min_words"),
+        ("max_words", "num_bullets"),
+        ("min_words", "num_bullets"),
+    ]
+}
 
 
 def word_counts(text: str) -> tuple[int, int]:
@@ -77,14 +142,27 @@ def _respond(topic: str, kinds: list[str], rng) -> tuple[str, list[dict], list[s
     keyword = case(rng.choice([w for w in re.findall(r"[A-Za-z]{4,}", sents[0])]))
     other = case(rng.choice([w for w in _OTHER if w not in text.lower()]))
     ws, wr = word_counts(text)
-    values = {"max_words": max(ws, wr) + rng.randint(0, 5), "min_words": max(1, min(ws, wr) - rng.randint(0, 3)),
-              "include_keywords": [keyword], "exclude_keywords": [other], "end_with": case(end),
-              "start_with": case(start), "num_bullets": bullets}  # fmt: skip
-    says = {"max_words": "Answer in at most {} words.", "min_words": "Write at least {} words.",
-            "lowercase": "Use only lowercase letters.", "uppercase": "Write everything in capital letters.",
-            "include_keywords": "Include the word '{[0]}'.", "exclude_keywords": "Do not use the word '{[0]}'.",
-            "end_with": "End with this exact phrase: {}", "start_with": "Start with this exact phrase: {}",
-            "num_bullets": "Use exactly {} bullet points starting with '- '.", "no_commas": "Do not use any commas."}  # fmt: skip
+    values = {
+        "max_words": max(ws, wr) + rng.randint(0, 5),
+        "min_words": max(1, min(ws, wr) - rng.randint(0, 3)),
+        "include_keywords": [keyword],
+        "exclude_keywords": [other],
+        "end_with": case(end),
+        "start_with": case(start),
+        "num_bullets": bullets,
+    }
+    says = {
+        "max_words": "Answer in at most {} words.",
+        "min_words": "Write at least {} words.",
+        "lowercase": "Use only lowercase letters.",
+        "uppercase": "Write everything in capital letters.",
+        "include_keywords": "Include the word '{[0]}'.",
+        "exclude_keywords": "Do not use the word '{[0]}'.",
+        "end_with": "End with this exact phrase: {}",
+        "start_with": "Start with this exact phrase: {}",
+        "num_bullets": "Use exactly {} bullet points starting with '- '.",
+        "no_commas": "Do not use any commas.",
+    }
     constraints = [{"kind": k, "value": values[k]} if k in values else {"kind": k} for k in kinds]
     rules = [says[k].format(values.get(k)) for k in kinds]
     return text, constraints, rules
@@ -98,8 +176,10 @@ def generate(cfg, indices: list[int]) -> list[dict]:
         kinds = _kinds(rng, 1 if rng.random() < 0.25 else max(1, cfg.chat_max_constraints))
         text, constraints, rules = _respond(topic, kinds, rng)
         reasoning = "\n".join([f"The user wants a short text about {topic}.", *[f"Rule: {r}" for r in rules]])
-        messages = [msg("user", " ".join([rng.choice(_ASK).format(topic), *rules])),
-                    msg("assistant", text, reasoning=reasoning)]  # fmt: skip
+        messages = [
+            msg("user", " ".join([rng.choice(_ASK).format(topic), *rules])),
+            msg("assistant", text, reasoning=reasoning),
+        ]
         out.append(make_sample("chat", cfg.seed, i, messages, {"constraints": constraints, "topic": topic}))
     return out
 

@@ -26,8 +26,12 @@ import reasoning_gym
 
 from data_recipes.domains.common import make_sample, msg, rng_for
 
-_OPS = {ast.Add: ("+", operator.add), ast.Sub: ("-", operator.sub), ast.Mult: ("*", operator.mul),
-        ast.Div: ("/", operator.truediv)}  # fmt: skip
+_OPS = {
+    ast.Add: ("+", operator.add),
+    ast.Sub: ("-", operator.sub),
+    ast.Mult: ("*", operator.mul),
+    ast.Div: ("/", operator.truediv),
+}
 
 
 def _fmt(x: Fraction) -> str:

@@ -14,8 +14,28 @@ import json
 
 from data_recipes.domains.common import make_sample, msg, pick, rng_for, unrank
 
-_CITIES = ["Paris", "Tokyo", "Lima", "Cairo", "Oslo", "Rome", "Delhi", "Austin", "Berlin", "Seoul",
-           "Madrid", "Dublin", "Nairobi", "Lisbon", "Denver", "Vienna", "Sydney", "Quito", "Hanoi", "Boston"]  # fmt: skip
+_CITIES = [
+    "Paris",
+    "Tokyo",
+    "Lima",
+    "Cairo",
+    "Oslo",
+    "Rome",
+    "Delhi",
+    "Austin",
+    "Berlin",
+    "Seoul",
+    "Madrid",
+    "Dublin",
+    "Nairobi",
+    "Lisbon",
+    "Denver",
+    "Vienna",
+    "Sydney",
+    "Quito",
+    "Hanoi",
+    "Boston",
+]
 _SYMBOLS = [
     "NVDA",
     "AAPL",
@@ -35,10 +55,18 @@ _SYMBOLS = [
     "SONY",
 ]
 _CUR = ["USD", "EUR", "GBP", "JPY", "CHF"]
-_WORDS = {"hello": ["hola", "bonjour", "hallo"], "thank you": ["gracias", "merci", "danke"],
-          "good night": ["buenas noches", "bonne nuit", "gute Nacht"], "cat": ["gato", "chat", "Katze"],
-          "dog": ["perro", "chien", "Hund"], "water": ["agua", "eau", "Wasser"], "book": ["libro", "livre", "Buch"],
-          "house": ["casa", "maison", "Haus"], "friend": ["amigo", "ami", "Freund"], "sun": ["sol", "soleil", "Sonne"]}  # fmt: skip
+_WORDS = {
+    "hello": ["hola", "bonjour", "hallo"],
+    "thank you": ["gracias", "merci", "danke"],
+    "good night": ["buenas noches", "bonne nuit", "gute Nacht"],
+    "cat": ["gato", "chat", "Katze"],
+    "dog": ["perro", "chien", "Hund"],
+    "water": ["agua", "eau", "Wasser"],
+    "book": ["libro", "livre", "Buch"],
+    "house": ["casa", "maison", "Haus"],
+    "friend": ["amigo", "ami", "Freund"],
+    "sun": ["sol", "soleil", "Sonne"],
+}
 _LANGS = ["Spanish", "French", "German"]
 _CONDITIONS = ["sunny", "cloudy", "rainy", "windy"]
 
@@ -49,8 +77,11 @@ def _h(*parts) -> int:
 
 def _schema(name: str, desc: str, **props: str) -> dict:
     """A compact JSON schema (every parameter is required; ``required`` is left out to save tokens)."""
-    return {"name": name, "description": desc,
-            "parameters": {"type": "object", "properties": {k: {"type": t} for k, t in props.items()}}}  # fmt: skip
+    return {
+        "name": name,
+        "description": desc,
+        "parameters": {"type": "object", "properties": {k: {"type": t} for k, t in props.items()}},
+    }
 
 
 # name -> (schema, slot sizes, args(slots), phrasings, result(args), answer(args, result))
@@ -67,15 +98,23 @@ _TOOLS = {
         _schema("get_price", "Stock price.", symbol="string"),
         [len(_SYMBOLS)],
         lambda s: {"symbol": _SYMBOLS[s[0]]},
-        ["What is the price of {symbol}?", "How much is {symbol} stock?", "Get me the {symbol} share price.",
-         "Look up {symbol} for me."],
+        [
+            "What is the price of {symbol}?",
+            "How much is {symbol} stock?",
+            "Get me the {symbol} share price.",
+            "Look up {symbol} for me.",
+        ],
         lambda a: {"price": 20 + _h(a["symbol"]) % 400},
         lambda a, r: f"{a['symbol']} trades at {r['price']} dollars.",
     ),
     "convert": (
         _schema("convert", "Convert currency.", amount="number", src="string", dst="string"),
         [40, len(_CUR), len(_CUR) - 1],
-        lambda s: {"amount": 5 * (s[0] + 1), "src": _CUR[s[1]], "dst": [c for c in _CUR if c != _CUR[s[1]]][s[2]]},
+        lambda s: {
+            "amount": 5 * (s[0] + 1),
+            "src": _CUR[s[1]],
+            "dst": [c for c in _CUR if c != _CUR[s[1]]][s[2]],
+        },
         ["Convert {amount} {src} to {dst}.", "How much is {amount} {src} in {dst}?"],
         lambda a: {"result": round(a["amount"] * (1 + _h(a["src"], a["dst"]) % 90 / 100), 2)},
         lambda a, r: f"{a['amount']} {a['src']} is {r['result']} {a['dst']}.",
@@ -84,7 +123,11 @@ _TOOLS = {
         _schema("set_timer", "Start a timer.", minutes="integer"),
         [90],
         lambda s: {"minutes": s[0] + 1},
-        ["Set a timer for {minutes} minutes.", "Start a {minutes} minute timer.", "Remind me in {minutes} minutes."],
+        [
+            "Set a timer for {minutes} minutes.",
+            "Start a {minutes} minute timer.",
+            "Remind me in {minutes} minutes.",
+        ],
         lambda a: {"status": "started"},
         lambda a, r: f"Your timer for {a['minutes']} minutes has started.",
     ),
@@ -104,7 +147,7 @@ _TOOLS = {
         lambda a: {"result": eval(a["expression"])},  # noqa: S307 - our own "a op b" strings
         lambda a, r: f"{a['expression']} = {r['result']}.",
     ),
-}  # fmt: skip
+}
 _NAMES = sorted(_TOOLS)
 
 
@@ -128,8 +171,10 @@ def _conversation(
     names = [n for n, _, _ in calls]
     tools = [_TOOLS[n][0] for n in sorted({*names, distractor} - {None})]
     user = " ".join(q for _, _, q in calls)
-    tool_calls = [{"id": f"call_{j}", "type": "function", "function": {"name": n, "arguments": json.dumps(a)}}
-                  for j, (n, a, _) in enumerate(calls)]  # fmt: skip
+    tool_calls = [
+        {"id": f"call_{j}", "type": "function", "function": {"name": n, "arguments": json.dumps(a)}}
+        for j, (n, a, _) in enumerate(calls)
+    ]
     plan = "\n".join(f"I will call {n}." for n in names)
     results = [_TOOLS[n][4](a) for n, a, _ in calls]
     answer = " ".join(_TOOLS[n][5](a, r) for (n, a, _), r in zip(calls, results))

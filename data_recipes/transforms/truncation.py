@@ -62,8 +62,13 @@ def truncate_sample(sample: dict, budget: int, tokenizer) -> dict | None:
         return None
     messages = [dict(m) for m in sample["messages"]]
     messages[i]["reasoning_content"] = cut
-    meta = {**sample["metadata"], "truncated_at": len(cut), "truncated_tokens": count_tokens(tokenizer, cut),
-            "thinking_budget": budget, "reasoning_tokens": n}  # fmt: skip
+    meta = {
+        **sample["metadata"],
+        "truncated_at": len(cut),
+        "truncated_tokens": count_tokens(tokenizer, cut),
+        "thinking_budget": budget,
+        "reasoning_tokens": n,
+    }
     return {**sample, "messages": messages, "metadata": meta}
 
 

@@ -17,11 +17,37 @@ from typing import Any
 from posttrain import PosttrainError
 
 GRPO_REWARDS = ("correctness", "format", "length", "math_steps")  # posttrain.stages.grpo.reward_functions
-DPO_LOSS_TYPES = ("sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",
-                  "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm")  # TRL 1.16  # fmt: skip
-SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
-              "inverse_sqrt", "reduce_lr_on_plateau", "cosine_with_min_lr", "cosine_warmup_with_min_lr",
-              "warmup_stable_decay", "greedy")  # transformers.trainer_utils.SchedulerType  # fmt: skip
+DPO_LOSS_TYPES = (
+    "sigmoid",
+    "hinge",
+    "ipo",
+    "exo_pair",
+    "nca_pair",
+    "robust",
+    "bco_pair",
+    "sppo_hard",
+    "aot",
+    "aot_unpaired",
+    "apo_zero",
+    "apo_down",
+    "discopop",
+    "sft",
+    "sigmoid_norm",
+)  # TRL 1.16
+SCHEDULERS = (
+    "linear",
+    "cosine",
+    "cosine_with_restarts",
+    "polynomial",
+    "constant",
+    "constant_with_warmup",
+    "inverse_sqrt",
+    "reduce_lr_on_plateau",
+    "cosine_with_min_lr",
+    "cosine_warmup_with_min_lr",
+    "warmup_stable_decay",
+    "greedy",
+)  # transformers.trainer_utils.SchedulerType
 PACKING = ("auto", "bfd", "wrapped")
 SPLITS = ("train", "validation", "test")
 
@@ -61,8 +87,16 @@ def mode_errors(modes: list) -> list[tuple[str, str]]:
 
 def _train(cfg: Any) -> list[tuple[str, str]]:
     out = _min(cfg, 0, "learning_rate", strict=True)
-    out += _min(cfg, 1, "max_steps", "per_device_train_batch_size", "gradient_accumulation_steps", "save_steps",
-                "save_total_limit", "logging_steps")  # fmt: skip
+    out += _min(
+        cfg,
+        1,
+        "max_steps",
+        "per_device_train_batch_size",
+        "gradient_accumulation_steps",
+        "save_steps",
+        "save_total_limit",
+        "logging_steps",
+    )
     out += _min(cfg, 0, "warmup_steps", "weight_decay", "max_grad_norm", "lora_r")
     out += _one_of(cfg, "lr_scheduler_type", SCHEDULERS)
     if cfg.lora_r > 0:
@@ -118,8 +152,13 @@ def _grpo(cfg: Any, world: int) -> list[tuple[str, str]]:
         and cfg.num_generations >= 2
         and batch % cfg.num_generations
     ):
-        out.append(("num_generations", f"{cfg.num_generations} does not divide the generation batch {batch} "
-                    "(per_device_train_batch_size x gradient_accumulation_steps x processes)"))  # fmt: skip
+        out.append(
+            (
+                "num_generations",
+                f"{cfg.num_generations} does not divide the generation batch {batch} "
+                "(per_device_train_batch_size x gradient_accumulation_steps x processes)",
+            )
+        )
     return out
 
 

@@ -30,7 +30,7 @@ KEYS = {"out", "budgets", "stages", "max_tokens", "grace", "max_per_category", "
 
 def train_variants(out: Path, stages: str, seed: int, extra: list[str]) -> dict[str, str]:
     """Run both pipelines (finished stages are skipped); returns {variant: final checkpoint}."""
-    from posttrain.cli import compose
+    from posttrain.config.compose import compose
     from posttrain.pipeline.runner import run_pipeline
 
     ckpts = {}
@@ -84,9 +84,13 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
         for variant in VARIANTS:
             pts = [next(r for r in rows if r["variant"] == variant and r["budget"] == b) for b in budgets]
             ax.errorbar(
-                range(len(budgets)), [p[metric] for p in pts], yerr=[p[f"{metric}_std"] for p in pts],
-                marker="o", capsize=3, label=variant,
-            )  # fmt: skip
+                range(len(budgets)),
+                [p[metric] for p in pts],
+                yerr=[p[f"{metric}_std"] for p in pts],
+                marker="o",
+                capsize=3,
+                label=variant,
+            )
         ax.set_xticks(range(len(budgets)), labels)
         ax.set_xlabel("thinking budget (tokens)")
         ax.set_title(f"{metric} (mean ± std over seeds)", fontsize=9)
@@ -112,8 +116,14 @@ def run_ablation(
                 if r["domain"] == "all":
                     per_seed.append({"variant": variant, "checkpoint": ckpt, "seed": seed, **r})
     rows = aggregate(per_seed)
-    report = {"seeds": list(seeds), "stages": stages, "max_tokens": max_tokens, "grace": grace,
-              "mean": rows, "per_seed": per_seed}  # fmt: skip
+    report = {
+        "seeds": list(seeds),
+        "stages": stages,
+        "max_tokens": max_tokens,
+        "grace": grace,
+        "mean": rows,
+        "per_seed": per_seed,
+    }
     (out / "ablation.json").write_text(json.dumps(report, indent=2))
     (out / "ablation.md").write_text(to_markdown(rows))
     plot(rows, out / "ablation.png")

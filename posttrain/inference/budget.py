@@ -115,9 +115,15 @@ class _Runner:
     """Batched, left-padded ``generate`` with fixed sampling settings."""
 
     def __init__(
-        self, model, tok, temperature: float, top_p: float, batch_size: int, procs: list | None,
+        self,
+        model,
+        tok,
+        temperature: float,
+        top_p: float,
+        batch_size: int,
+        procs: list | None,
         progress: str | None = None,
-    ):  # fmt: skip
+    ):
         self.model, self.tok, self.eos = model, tok, _eos_ids(model, tok)
         self.temperature, self.top_p, self.batch_size, self.procs = temperature, top_p, batch_size, procs
         self.progress = progress
@@ -132,12 +138,16 @@ class _Runner:
         tok, sample = self.tok, self.temperature > 0
         enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.model.device)
         out = self.model.generate(
-            **enc, max_new_tokens=max_new, do_sample=sample,
-            temperature=self.temperature if sample else None, top_p=self.top_p if sample else None,
-            pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
+            **enc,
+            max_new_tokens=max_new,
+            do_sample=sample,
+            temperature=self.temperature if sample else None,
+            top_p=self.top_p if sample else None,
+            pad_token_id=tok.pad_token_id,
+            eos_token_id=tok.eos_token_id,
             stopping_criteria=StoppingCriteriaList([stop]) if stop is not None else None,
             logits_processor=LogitsProcessorList(self.procs) if self.procs else None,
-        )  # fmt: skip
+        )
         return [row.tolist() for row in out[:, enc["input_ids"].shape[1] :]]
 
     def finish(self, texts: list[str], limits: list[int]) -> list[tuple[str, list[int], bool]]:

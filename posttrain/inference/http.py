@@ -54,8 +54,10 @@ class Limits:
 
 def _raw_error(status: int, reason: str, err: ApiError) -> bytes:
     data = json.dumps(err.body()).encode()
-    head = (f"HTTP/1.0 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {len(data)}\r\n"
-            "Retry-After: 1\r\nConnection: close\r\n\r\n")  # fmt: skip
+    head = (
+        f"HTTP/1.0 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {len(data)}\r\n"
+        "Retry-After: 1\r\nConnection: close\r\n\r\n"
+    )
     return head.encode() + data
 
 
@@ -202,8 +204,12 @@ class Handler(BaseHTTPRequestHandler):
             raise ApiError(400, f"bad Content-Length {length!r}", None, "invalid_length")
         n, limit = int(length), self.server.limits.max_body_bytes
         if n > limit:
-            raise ApiError(413, f"request body is {n} bytes; the limit is {limit} (--max-body-bytes)", None,
-                           "body_too_large")  # fmt: skip
+            raise ApiError(
+                413,
+                f"request body is {n} bytes; the limit is {limit} (--max-body-bytes)",
+                None,
+                "body_too_large",
+            )
         chunks, got = [], 0
         while got < n:
             try:
@@ -251,4 +257,6 @@ class Handler(BaseHTTPRequestHandler):
             if not read:
                 self._linger()
         except Exception as e:  # a bug or an out-of-memory: report it, keep serving
-            self._send(500, {"error": {"message": str(e), "type": "server_error", "param": None, "code": None}})  # fmt: skip
+            self._send(
+                500, {"error": {"message": str(e), "type": "server_error", "param": None, "code": None}}
+            )

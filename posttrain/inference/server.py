@@ -88,9 +88,11 @@ class Engine:
     def params(self, body: dict[str, Any], n_prompt: int, what: str) -> dict[str, Any]:
         if n_prompt >= self.max_context:  # no room left for a single new token
             raise ApiError(
-                400, f"This model's maximum context length is {self.max_context} tokens; the {what} has {n_prompt}",
-                what, "context_length_exceeded",
-            )  # fmt: skip
+                400,
+                f"This model's maximum context length is {self.max_context} tokens; the {what} has {n_prompt}",
+                what,
+                "context_length_exceeded",
+            )
         max_tokens = body.get("max_tokens", body.get("max_completion_tokens"))
         if max_tokens is None:
             max_tokens = self.max_context - n_prompt
@@ -99,10 +101,12 @@ class Engine:
             raise ApiError(400, msg, "max_tokens", "invalid_value")
         if n_prompt + max_tokens > self.max_context:
             raise ApiError(
-                400, f"This model's maximum context length is {self.max_context} tokens; you requested "
+                400,
+                f"This model's maximum context length is {self.max_context} tokens; you requested "
                 f"{n_prompt + max_tokens} ({n_prompt} in the {what}, {max_tokens} in the completion)",
-                "max_tokens", "context_length_exceeded",
-            )  # fmt: skip
+                "max_tokens",
+                "context_length_exceeded",
+            )
         temperature = body.get("temperature", 0.0)
         top_p = body.get("top_p", 1.0)
         for key, val in (("temperature", temperature), ("top_p", top_p)):
@@ -132,11 +136,17 @@ class Engine:
             if seed is not None:
                 torch.manual_seed(int(seed))
             out = self.model.generate(
-                input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=p["max_tokens"], do_sample=sample,
-                temperature=p["temperature"] if sample else None, top_p=p["top_p"] if sample else None,
-                pad_token_id=self.tok.pad_token_id, eos_token_id=self.tok.eos_token_id,
-                stop_strings=p["stop"] or None, tokenizer=self.tok if p["stop"] else None,
-            )  # fmt: skip
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                max_new_tokens=p["max_tokens"],
+                do_sample=sample,
+                temperature=p["temperature"] if sample else None,
+                top_p=p["top_p"] if sample else None,
+                pad_token_id=self.tok.pad_token_id,
+                eos_token_id=self.tok.eos_token_id,
+                stop_strings=p["stop"] or None,
+                tokenizer=self.tok if p["stop"] else None,
+            )
         new = out[0, len(prompt_ids) :].tolist()
         e = _first_eos(new, self.eos)
         finish = "stop" if e is not None else "length"
@@ -158,9 +168,15 @@ class Engine:
             raise ApiError(400, msg, "thinking_budget", "invalid_value")
         with self.lock:
             (o,) = generate_budgeted(
-                self.model, self.tok, [prompt], budget=budget, max_tokens=p["max_tokens"], grace_tokens=grace,
-                temperature=p["temperature"], top_p=p["top_p"],
-            )  # fmt: skip
+                self.model,
+                self.tok,
+                [prompt],
+                budget=budget,
+                max_tokens=p["max_tokens"],
+                grace_tokens=grace,
+                temperature=p["temperature"],
+                top_p=p["top_p"],
+            )
         return o.text, o.finish_reason, o.total_tokens
 
     def handle(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -208,10 +224,17 @@ class Engine:
 
 
 def make_server(
-    checkpoint: str | None, host: str = "127.0.0.1", port: int = 8000, *, max_context: int | None = None,
-    served_model_name: str | None = None, model=None, tokenizer=None, dtype: str = "float32",
+    checkpoint: str | None,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    *,
+    max_context: int | None = None,
+    served_model_name: str | None = None,
+    model=None,
+    tokenizer=None,
+    dtype: str = "float32",
     limits: Limits | None = None,
-) -> LimitedServer:  # fmt: skip
+) -> LimitedServer:
     """Load ``checkpoint`` (or use ``model``/``tokenizer``) and bind; run ``server.serve_forever()`` in a thread.
 
     ``port=0`` picks a free port (read it from ``server.server_address``). The served model name defaults
@@ -239,21 +262,38 @@ def serve_main(argv: list[str]) -> int:
     ap.add_argument("--dtype", default="float32")
     d = Limits()
     ap.add_argument("--max-body-bytes", type=int, default=d.max_body_bytes, help="Larger bodies get 413.")
-    ap.add_argument("--max-concurrency", type=int, default=d.max_concurrency,
-                    help="Requests running or waiting for the model; more get 503.")  # fmt: skip
-    ap.add_argument("--max-connections", type=int, default=d.max_connections,
-                    help="Connections handled at once; more get 503 at accept.")  # fmt: skip
-    ap.add_argument("--read-timeout", type=float, default=d.read_timeout,
-                    help="Seconds for a request's headers and body to arrive (then 408).")  # fmt: skip
+    ap.add_argument(
+        "--max-concurrency",
+        type=int,
+        default=d.max_concurrency,
+        help="Requests running or waiting for the model; more get 503.",
+    )
+    ap.add_argument(
+        "--max-connections",
+        type=int,
+        default=d.max_connections,
+        help="Connections handled at once; more get 503 at accept.",
+    )
+    ap.add_argument(
+        "--read-timeout",
+        type=float,
+        default=d.read_timeout,
+        help="Seconds for a request's headers and body to arrive (then 408).",
+    )
     args = ap.parse_args(argv)
     try:
         limits = Limits(args.max_body_bytes, args.max_concurrency, args.max_connections, args.read_timeout)
     except ValueError as e:
         raise PosttrainError(f"serve: {e}") from None
     server = make_server(
-        args.checkpoint, args.host, args.port, max_context=args.max_context,
-        served_model_name=args.served_model_name, dtype=args.dtype, limits=limits,
-    )  # fmt: skip
+        args.checkpoint,
+        args.host,
+        args.port,
+        max_context=args.max_context,
+        served_model_name=args.served_model_name,
+        dtype=args.dtype,
+        limits=limits,
+    )
     host, port = server.server_address[:2]
     engine = server.RequestHandlerClass.engine  # type: ignore[attr-defined]
     print(

@@ -91,9 +91,16 @@ def _mean(xs: list[float]) -> float:
 
 
 def budget_sweep(
-    model, tok, rows: list[dict[str, Any]], budgets: list[int | None], *, max_tokens: int,
-    grace: int = DEFAULT_GRACE_TOKENS, batch_size: int = 8, close: str | None = None,
-) -> list[dict[str, Any]]:  # fmt: skip
+    model,
+    tok,
+    rows: list[dict[str, Any]],
+    budgets: list[int | None],
+    *,
+    max_tokens: int,
+    grace: int = DEFAULT_GRACE_TOKENS,
+    batch_size: int = 8,
+    close: str | None = None,
+) -> list[dict[str, Any]]:
     """One metrics dict per (budget, domain) (domain ``all`` included), budgets in the given order."""
     from posttrain.rewards import score
     from posttrain.rewards.format import format_reward
@@ -137,12 +144,19 @@ def budget_sweep(
             m = per[(b, d)]
             ref = per.get((None, d))
             row = {
-                "budget": b, "domain": d, "n": len(m["accuracy"]),
-                "accuracy": _mean(m["accuracy"]), "mean_thinking_tokens": _mean(m["thinking_tokens"]),
-                "mean_total_tokens": _mean(m["total_tokens"]), "well_formed": _mean(m["well_formed"]),
-                "respected_budget": _mean(m["respected_budget"]), "forced_close": _mean(m["forced_close"]),
-                "tokens_saved": None, "tokens_saved_frac": None, "accuracy_lost": None,
-            }  # fmt: skip
+                "budget": b,
+                "domain": d,
+                "n": len(m["accuracy"]),
+                "accuracy": _mean(m["accuracy"]),
+                "mean_thinking_tokens": _mean(m["thinking_tokens"]),
+                "mean_total_tokens": _mean(m["total_tokens"]),
+                "well_formed": _mean(m["well_formed"]),
+                "respected_budget": _mean(m["respected_budget"]),
+                "forced_close": _mean(m["forced_close"]),
+                "tokens_saved": None,
+                "tokens_saved_frac": None,
+                "accuracy_lost": None,
+            }
             if ref is not None:
                 full = _mean(ref["total_tokens"])
                 row["tokens_saved"] = full - row["mean_total_tokens"]
@@ -161,8 +175,20 @@ def _fmt(v: Any) -> str:
 
 
 def to_markdown(rows: list[dict[str, Any]]) -> str:
-    cols = ["budget", "domain", "n", "accuracy", "mean_thinking_tokens", "mean_total_tokens", "well_formed",
-            "respected_budget", "forced_close", "tokens_saved", "tokens_saved_frac", "accuracy_lost"]  # fmt: skip
+    cols = [
+        "budget",
+        "domain",
+        "n",
+        "accuracy",
+        "mean_thinking_tokens",
+        "mean_total_tokens",
+        "well_formed",
+        "respected_budget",
+        "forced_close",
+        "tokens_saved",
+        "tokens_saved_frac",
+        "accuracy_lost",
+    ]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
         lines.append(
@@ -272,8 +298,15 @@ def eval_budget_main(argv: list[str]) -> int:
         grace=ints["grace"],
         batch_size=ints["batch_size"],
     )
-    meta = {"checkpoint": str(ckpt), "data": kv["data"], "split": kv.get("split", "test"), "budgets": budgets,
-            "max_tokens": ints["max_tokens"], "grace": ints["grace"], "n_prompts": len(rows)}  # fmt: skip
+    meta = {
+        "checkpoint": str(ckpt),
+        "data": kv["data"],
+        "split": kv.get("split", "test"),
+        "budgets": budgets,
+        "max_tokens": ints["max_tokens"],
+        "grace": ints["grace"],
+        "n_prompts": len(rows),
+    }
     paths = write_report(res, kv["out"], meta)
     print(to_markdown([r for r in res if r["domain"] == "all"]), end="")
     print(f"wrote {paths['json']}, {paths['md']}, {paths['png']}")

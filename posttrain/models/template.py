@@ -61,8 +61,11 @@ LLAMA3 = TurnMarkers(
     "<|eot_id|>",
 )
 # Detection order: the first family whose end marker and opener token are in the vocabulary.
-KNOWN = {"nano2": (NANO2, "<SPECIAL_11>"), "chatml": (CHATML, "<|im_start|>"),
-         "llama3": (LLAMA3, "<|start_header_id|>")}  # fmt: skip
+KNOWN = {
+    "nano2": (NANO2, "<SPECIAL_11>"),
+    "chatml": (CHATML, "<|im_start|>"),
+    "llama3": (LLAMA3, "<|start_header_id|>"),
+}
 
 
 def render_template(markers: TurnMarkers = NANO2) -> str:

@@ -35,10 +35,31 @@ DEFAULT_VOCAB_SIZE = 4096
 
 # Fixed list: changing it changes the tokenizer hash (and invalidates every cache keyed on it).
 _CORPUS_MODULES = [
-    "json", "textwrap", "collections", "functools", "string", "re", "random",
-    "statistics", "fractions", "decimal", "datetime", "calendar", "pathlib", "argparse", "logging",
-    "dataclasses", "typing", "heapq", "bisect", "csv", "difflib", "shutil", "tempfile", "unittest",
-]  # fmt: skip
+    "json",
+    "textwrap",
+    "collections",
+    "functools",
+    "string",
+    "re",
+    "random",
+    "statistics",
+    "fractions",
+    "decimal",
+    "datetime",
+    "calendar",
+    "pathlib",
+    "argparse",
+    "logging",
+    "dataclasses",
+    "typing",
+    "heapq",
+    "bisect",
+    "csv",
+    "difflib",
+    "shutil",
+    "tempfile",
+    "unittest",
+]
 
 
 def chat_template() -> str:

@@ -197,9 +197,12 @@ def launch(
     t0 = time.time()
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-m", module, "run", *args], stdout=out, stderr=subprocess.STDOUT, env=env,
+            [sys.executable, "-m", module, "run", *args],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
             start_new_session=True,
-        )  # fmt: skip
+        )
         try:
             rc = proc.wait(timeout=kill_after_s if kill_after_s is not None else timeout_s)
         except subprocess.TimeoutExpired:

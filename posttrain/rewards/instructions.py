@@ -70,7 +70,7 @@ IFEVAL: dict[str, tuple[str, Callable[[Any], dict[str, Any]]]] = {
     "end_with": ("startend:end_checker", lambda v: {"end_phrase": str(v)}),
     "num_bullets": ("detectable_format:number_bullet_lists", lambda v: {"num_bullets": _int(v)}),
     "no_commas": ("punctuation:no_comma", lambda v: {}),
-}  # fmt: skip
+}
 OWN: dict[str, Callable[[str, Any], bool]] = {
     "uppercase": lambda t, v: t.isupper(),
     "start_with": lambda t, v: t.strip().lower().startswith(str(v).strip().lower()),

@@ -300,9 +300,15 @@ def _run(
         cmd = _command(b, seccomp_fd=filt and filt.fileno(), channel_fd=chan.fileno() if channel else None)
         try:
             proc = subprocess.Popen(
-                cmd, stdin=stdin, stdout=out, stderr=err, env={"PATH": _PATH}, cwd="/",
-                start_new_session=True, pass_fds=fds,
-            )  # fmt: skip
+                cmd,
+                stdin=stdin,
+                stdout=out,
+                stderr=err,
+                env={"PATH": _PATH},
+                cwd="/",
+                start_new_session=True,
+                pass_fds=fds,
+            )
         except (OSError, subprocess.SubprocessError) as e:
             return SandboxResult(False, None, "", f"sandbox: could not start: {e}", False)
         with proc:

@@ -30,8 +30,12 @@ _NUM = r"-?\d+(?:/\d+)?"
 _BINARY = re.compile(rf"^\s*({_NUM})\s*([-+*/])\s*({_NUM})\s*=\s*({_NUM})\s*\.?\s*$")
 _NEGATION = re.compile(rf"^\s*-\(\s*({_NUM})\s*\)\s*=\s*({_NUM})\s*\.?\s*$")
 _STEP = re.compile(r"[\d)]\s*=\s*-?\d")
-_OPS = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b,
-        "/": lambda a, b: a / b if b else None}  # fmt: skip
+_OPS = {
+    "+": lambda a, b: a + b,
+    "-": lambda a, b: a - b,
+    "*": lambda a, b: a * b,
+    "/": lambda a, b: a / b if b else None,
+}
 
 
 def _num(text: str) -> Fraction:

@@ -4,7 +4,6 @@ the training stages (one tested place, so recipes cannot drift apart)."""
 from __future__ import annotations
 
 import json
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -148,23 +147,12 @@ def trim_metrics(path: Path, step: int) -> None:
     os.replace(tmp, path)
 
 
-class NonFiniteLossError(PosttrainError):
-    pass
-
-
 class Preempted(Exception):
     """Training stopped on a preemption signal after saving a trainer checkpoint."""
 
     def __init__(self, step: int):
         super().__init__(f"preempted at step {step}")
         self.step = step
-
-
-def check_finite(logs: dict[str, Any], stage: str) -> None:
-    for key in ("loss", "train_loss"):
-        v = logs.get(key)
-        if isinstance(v, (int, float)) and not math.isfinite(v):
-            raise NonFiniteLossError(f"stage {stage}: {key} became {v}; stopping (lower the learning rate?)")
 
 
 def load_policy(inputs: StageInputs):

@@ -105,9 +105,18 @@ def _harmful(meta: Any) -> bool:
 
 
 def evaluate(
-    model, tok, rows: list[dict], ids: list[str], *, target: str, modes: list[str], max_new_tokens: int,
-    budget: int, batch_size: int, interleave: bool = False,
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:  # fmt: skip
+    model,
+    tok,
+    rows: list[dict],
+    ids: list[str],
+    *,
+    target: str,
+    modes: list[str],
+    max_new_tokens: int,
+    budget: int,
+    batch_size: int,
+    interleave: bool = False,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """``(items, samples)``: one score row per (prompt, mode) (see ``posttrain.evals.report``), and the
     same rows with the rendered prompt and the completion text."""
     items, samples = [], []
@@ -178,9 +187,17 @@ def run(cfg, inputs: StageInputs) -> StageOutputs:
         model = load_model(ckpt, dtype=inputs.dtype, trust_remote_code=inputs.trust_remote_code)
         tok = load_tokenizer(ckpt, trust_remote_code=inputs.trust_remote_code)
         items[name], samples = evaluate(
-            model, tok, rows, ids, target=name, modes=modes, max_new_tokens=cfg.max_new_tokens,
-            budget=cfg.budget_tokens, batch_size=cfg.batch_size, interleave=cfg.interleave_modes,
-        )  # fmt: skip
+            model,
+            tok,
+            rows,
+            ids,
+            target=name,
+            modes=modes,
+            max_new_tokens=cfg.max_new_tokens,
+            budget=cfg.budget_tokens,
+            batch_size=cfg.batch_size,
+            interleave=cfg.interleave_modes,
+        )
         results[name] = target_metrics(items[name], modes)
         if name == "model":
             _jsonl(d / "samples.jsonl", samples)
@@ -205,8 +222,21 @@ def run(cfg, inputs: StageInputs) -> StageOutputs:
 
 def sweep(cfg, inputs: StageInputs, model, tok, rows: list[dict], budgets: list[int | None]) -> Path:
     """The budget sweep of ``posttrain eval budget`` on the same held-out rows; returns its markdown path."""
-    res = budget_sweep(model, tok, rows, budgets, max_tokens=cfg.max_new_tokens, grace=cfg.sweep_grace,
-                       batch_size=cfg.batch_size)  # fmt: skip
-    meta = {"checkpoint": inputs.checkpoint, "split": cfg.split, "budgets": budgets,
-            "max_tokens": cfg.max_new_tokens, "grace": cfg.sweep_grace, "n_prompts": len(rows)}  # fmt: skip
+    res = budget_sweep(
+        model,
+        tok,
+        rows,
+        budgets,
+        max_tokens=cfg.max_new_tokens,
+        grace=cfg.sweep_grace,
+        batch_size=cfg.batch_size,
+    )
+    meta = {
+        "checkpoint": inputs.checkpoint,
+        "split": cfg.split,
+        "budgets": budgets,
+        "max_tokens": cfg.max_new_tokens,
+        "grace": cfg.sweep_grace,
+        "n_prompts": len(rows),
+    }
     return write_report(res, inputs.stage_dir / "budget", meta)["md"]

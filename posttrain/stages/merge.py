@@ -35,8 +35,12 @@ def run(cfg, inputs: StageInputs) -> StageOutputs:
     if not 0.0 <= cfg.alpha <= 1.0:
         raise PosttrainError(f"stage.{inputs.name}.alpha: must be in [0, 1], got {cfg.alpha}")
     model, tok = load_policy(inputs)
-    other = load_model(inputs.checkpoints["other"], dtype=inputs.dtype, trust_remote_code=inputs.trust_remote_code,
-                       what=f"stage.{inputs.name}.other")  # fmt: skip
+    other = load_model(
+        inputs.checkpoints["other"],
+        dtype=inputs.dtype,
+        trust_remote_code=inputs.trust_remote_code,
+        what=f"stage.{inputs.name}.other",
+    )
     merged = interpolate(model.state_dict(), other.state_dict(), cfg.alpha)
     model.load_state_dict(merged)
     save_checkpoint(model, tok, inputs.checkpoint_dir)

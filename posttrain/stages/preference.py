@@ -144,12 +144,30 @@ def mine_on_policy(
         c[f"prompts_{outcome}"] += 1
         prompt = texts[i] if texts is not None else row["prompt"]
         for (gs, g), (bs, b) in chosen:
-            pairs.append({"prompt": prompt, "chosen": g, "rejected": b, "category": cat,
-                          "reasoning": row.get("reasoning"), "source": source,
-                          "chosen_score": gs, "rejected_score": bs})  # fmt: skip
+            pairs.append(
+                {
+                    "prompt": prompt,
+                    "chosen": g,
+                    "rejected": b,
+                    "category": cat,
+                    "reasoning": row.get("reasoning"),
+                    "source": source,
+                    "chosen_score": gs,
+                    "rejected_score": bs,
+                }
+            )
             c[f"pairs_{cat}"] += 1
-        records.append({"uuid": row.get("uuid"), "category": cat, "outcome": outcome, "pairs": len(chosen),
-                        "samples": samples[i], "scores": scores[i], "rounds": rounds[i]})  # fmt: skip
+        records.append(
+            {
+                "uuid": row.get("uuid"),
+                "category": cat,
+                "outcome": outcome,
+                "pairs": len(chosen),
+                "samples": samples[i],
+                "scores": scores[i],
+                "rounds": rounds[i],
+            }
+        )
 
     n_samples = sum(len(s) for s in samples)
     first = [s for sc, rd in zip(scores, rounds) for s, r in zip(sc, rd) if r == 0]
@@ -188,20 +206,34 @@ def run(cfg, inputs: StageInputs) -> StageOutputs:
         label = f"resample {len(indices)} unresolved prompts" if calls else "sample completions"
         calls.append(n)
         return generate_texts(
-            model, tok, [texts[i] for i in indices], max_new_tokens=cfg.max_new_tokens,
-            temperature=cfg.temperature, top_p=cfg.top_p, num_return_sequences=n,
-            batch_size=cfg.batch_size, progress=label,
-        )  # fmt: skip
+            model,
+            tok,
+            [texts[i] for i in indices],
+            max_new_tokens=cfg.max_new_tokens,
+            temperature=cfg.temperature,
+            top_p=cfg.top_p,
+            num_return_sequences=n,
+            batch_size=cfg.batch_size,
+            progress=label,
+        )
 
     def score_fn(row: dict, text: str) -> float:
         return score(row["category"], row["metadata"], text, row["reasoning"])
 
     refs = reference_completions(tok, inputs, {r["uuid"] for r in rows}) if cfg.reference_chosen else None
     pairs, counts, records = mine_on_policy(
-        rows, sample_fn, score_fn, k=cfg.num_samples, cap=cfg.max_samples, threshold=cfg.pass_threshold,
-        per_prompt=cfg.max_pairs_per_prompt, seed=inputs.seed, references=refs,
-        min_gap=cfg.min_score_gap, texts=texts,
-    )  # fmt: skip
+        rows,
+        sample_fn,
+        score_fn,
+        k=cfg.num_samples,
+        cap=cfg.max_samples,
+        threshold=cfg.pass_threshold,
+        per_prompt=cfg.max_pairs_per_prompt,
+        seed=inputs.seed,
+        references=refs,
+        min_gap=cfg.min_score_gap,
+        texts=texts,
+    )
     with open(inputs.stage_dir / "samples.jsonl", "w") as f:
         for rec in records:
             f.write(json.dumps(rec) + "\n")

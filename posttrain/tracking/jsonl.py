@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 from typing import Any
 
 from transformers import TrainerCallback
 
-from posttrain.stages.base import check_finite
+from posttrain import PosttrainError
+
+
+class NonFiniteLossError(PosttrainError):
+    pass
+
+
+def check_finite(logs: dict[str, Any], stage: str) -> None:
+    for key in ("loss", "train_loss"):
+        v = logs.get(key)
+        if isinstance(v, (int, float)) and not math.isfinite(v):
+            raise NonFiniteLossError(f"stage {stage}: {key} became {v}; stopping (lower the learning rate?)")
 
 
 def append_metrics(path: str | Path, record: dict[str, Any]) -> None:

@@ -147,9 +147,17 @@ def render_report(run_dir: Path) -> dict[str, Path]:
         records = read_jsonl(d / "metrics.jsonl")
         steps = max((r["step"] for r in records if _num(r.get("step"))), default=None)
         rows.append(
-            [d.name, m.get("kind", ""), m.get("status", ""), f"{wall:.1f}" if wall else "", steps,
-             key_metrics(m.get("metrics") or {}), (m.get("fingerprint") or "")[:10], m.get("wandb_run_id")]
-        )  # fmt: skip
+            [
+                d.name,
+                m.get("kind", ""),
+                m.get("status", ""),
+                f"{wall:.1f}" if wall else "",
+                steps,
+                key_metrics(m.get("metrics") or {}),
+                (m.get("fingerprint") or "")[:10],
+                m.get("wandb_run_id"),
+            ]
+        )
         panels = curves(records)
         if panels:
             out[d.name] = plot_curves(d.name, panels, out_dir / f"{d.name}_curves.png")

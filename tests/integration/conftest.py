@@ -17,8 +17,12 @@ def arithmetic_rows(n: int, seed: int = 0) -> list[dict]:
         msgs = [
             {"role": "system", "content": "/think" if on else "/no_think", "reasoning_content": None},
             {"role": "user", "content": f"What is {a}+{b}?", "reasoning_content": None},
-            {"role": "assistant", "content": f"\\boxed{{{a + b}}}", "reasoning_content": f"{a} plus {b} is {a + b}." if on else None},
-        ]  # fmt: skip
+            {
+                "role": "assistant",
+                "content": f"\\boxed{{{a + b}}}",
+                "reasoning_content": f"{a} plus {b} is {a + b}." if on else None,
+            },
+        ]
         rows.append(
             {
                 "messages": msgs,

@@ -23,16 +23,26 @@ SFT_ONLY = [
 
 
 def posttrain(*args: str) -> subprocess.CompletedProcess:
-    out = subprocess.run([sys.executable, "-m", "posttrain.cli", *args], capture_output=True, text=True,
-                         env={**os.environ, "HF_HUB_OFFLINE": "1"})  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-m", "posttrain.cli", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     return out
 
 
 def test_torchrun_two_processes_match_single_process(tmp_path):
     posttrain("run", *SFT_ONLY, f"run_dir={tmp_path}/one", "stage.sft.per_device_train_batch_size=4")
-    posttrain("run", *SFT_ONLY, f"run_dir={tmp_path}/two", "stage.sft.per_device_train_batch_size=2",
-              "launcher=torchrun", "launcher.nproc=2")  # fmt: skip
+    posttrain(
+        "run",
+        *SFT_ONLY,
+        f"run_dir={tmp_path}/two",
+        "stage.sft.per_device_train_batch_size=2",
+        "launcher=torchrun",
+        "launcher.nproc=2",
+    )
     a = load_file(tmp_path / "one/01_sft/checkpoint/model.safetensors")
     b = load_file(tmp_path / "two/01_sft/checkpoint/model.safetensors")
     init = load_file(tmp_path / "one/00_init/checkpoint/model.safetensors")
@@ -45,8 +55,15 @@ def test_torchrun_two_processes_match_single_process(tmp_path):
 
 def test_hydra_multirun_sweeps_dpo_beta(tmp_path):
     sweep = tmp_path / "sweep"
-    posttrain("run", "-m", "pipeline=nano2_smoke", "pipeline.stages=[sft,preference,dpo]",
-              "stage.sft.max_steps=2", "stage.dpo.beta=0.1,0.3", f"run_dir={sweep}/beta_" + "${stage.dpo.beta}")  # fmt: skip
+    posttrain(
+        "run",
+        "-m",
+        "pipeline=nano2_smoke",
+        "pipeline.stages=[sft,preference,dpo]",
+        "stage.sft.max_steps=2",
+        "stage.dpo.beta=0.1,0.3",
+        f"run_dir={sweep}/beta_" + "${stage.dpo.beta}",
+    )
     cfgs = {
         b: json.loads((sweep / f"beta_{b}" / "03_dpo" / "config.json").read_text()) for b in ("0.1", "0.3")
     }

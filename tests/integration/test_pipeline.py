@@ -72,8 +72,12 @@ def test_full_chain_runs_and_writes_contract(smoke_run):
     assert {(r["budget"], r["domain"]) for r in sweep["rows"]} >= {(0, "all"), (4, "all"), (None, "all")}
     assert all(r["mean_thinking_tokens"] == 0 for r in sweep["rows"] if r["budget"] == 0)
     assert (smoke_run / "05_eval" / "eval.md").exists() and (smoke_run / "01_sft" / "metrics.jsonl").exists()
-    status = subprocess.run([sys.executable, "-m", "posttrain.cli", "status", str(smoke_run), "--json"],
-                            capture_output=True, text=True, check=True)  # fmt: skip
+    status = subprocess.run(
+        [sys.executable, "-m", "posttrain.cli", "status", str(smoke_run), "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     rows = json.loads(status.stdout)
     assert [r["stage"] for r in rows] == ["init", "sft", "preference", "dpo", "grpo", "eval"]
 

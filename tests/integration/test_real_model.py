@@ -20,9 +20,20 @@ def test_gguf_import_sft_and_budgeted_generation(tmp_path):
     from posttrain.models import load_model, load_tokenizer
 
     run_dir = tmp_path / "run"
-    cmd = [sys.executable, "-m", "posttrain.cli", "run", "pipeline=nano2_smollm", f"run_dir={run_dir}",
-           "pipeline.stages=[sft]", "data.total=120", "stage.sft.max_steps=2", "stage.sft.save_steps=2",
-           "stage.sft.per_device_train_batch_size=2", "stage.sft.max_length=128"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "posttrain.cli",
+        "run",
+        "pipeline=nano2_smollm",
+        f"run_dir={run_dir}",
+        "pipeline.stages=[sft]",
+        "data.total=120",
+        "stage.sft.max_steps=2",
+        "stage.sft.save_steps=2",
+        "stage.sft.per_device_train_batch_size=2",
+        "stage.sft.max_length=128",
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert out.returncode == 0, out.stderr[-3000:]
     init = json.loads((run_dir / "00_init" / "manifest.json").read_text())

@@ -26,8 +26,17 @@ GOLDEN_SFT = {1: 8.31346, 2: 7.45285, 3: 6.63561, 4: 6.10169, 5: 5.78991, 6: 5.6
 def _sft(tmp_path, init_ckpt, sft_data, steps=6, **kw):
     inputs = make_inputs(tmp_path, init_ckpt, sft_data, name="sft")
     inputs.callbacks = [MetricsCallback(inputs.stage_dir, "sft")]
-    cfg = structured(SFTStageConfig, max_steps=steps, logging_steps=1, save_steps=100, eval_steps=0,
-                     max_length=256, per_device_train_batch_size=4, learning_rate=3e-3, **kw)  # fmt: skip
+    cfg = structured(
+        SFTStageConfig,
+        max_steps=steps,
+        logging_steps=1,
+        save_steps=100,
+        eval_steps=0,
+        max_length=256,
+        per_device_train_batch_size=4,
+        learning_rate=3e-3,
+        **kw,
+    )
     out = sft.run(cfg, inputs)
     return out, {
         r["step"]: r["loss"] for r in read_metrics(inputs.stage_dir / "metrics.jsonl") if "loss" in r
@@ -43,15 +52,23 @@ def test_sft_golden_losses(tmp_path, init_ckpt, sft_data):
 
 
 def test_sft_nan_loss_stops_with_clear_message(tmp_path, init_ckpt, sft_data):
-    from posttrain.stages.base import NonFiniteLossError
+    from posttrain.tracking.jsonl import NonFiniteLossError
 
     with pytest.raises(NonFiniteLossError, match="loss became"):
         _sft(tmp_path, init_ckpt, sft_data, steps=3, trainer_args={"learning_rate": float("inf")})
 
 
 def _dpo_inputs(tmp_path, init_ckpt, sft_data):
-    pairs = [{"prompt": f"<SPECIAL_11>User\nq{i}<SPECIAL_12>\n<SPECIAL_11>Assistant\n<think></think>",
-              "chosen": f"yes {i}", "rejected": f"no {i}", "category": "math", "reasoning": "off"} for i in range(16)]  # fmt: skip
+    pairs = [
+        {
+            "prompt": f"<SPECIAL_11>User\nq{i}<SPECIAL_12>\n<SPECIAL_11>Assistant\n<think></think>",
+            "chosen": f"yes {i}",
+            "rejected": f"no {i}",
+            "category": "math",
+            "reasoning": "off",
+        }
+        for i in range(16)
+    ]
     pref_dir = tmp_path / "pref"
     Dataset.from_list(pairs).save_to_disk(str(pref_dir / "pairs"))
     inputs = make_inputs(tmp_path, init_ckpt, sft_data, name="dpo", datasets={"preference": pref_dir})
@@ -74,8 +91,15 @@ def test_dpo_loss_at_step_one_is_ln2(tmp_path, init_ckpt, sft_data):
 def test_dpo_combined_losses_add_the_weighted_nll(tmp_path, init_ckpt, sft_data, weights):
     """``loss_type=sigmoid+sft``: step-1 loss = ln 2 + w_sft * NLL(chosen), ~ln(vocab) at random init."""
     inputs = _dpo_inputs(tmp_path, init_ckpt, sft_data)
-    cfg = structured(DPOStageConfig, max_steps=1, logging_steps=1, save_steps=100, per_device_train_batch_size=4,
-                     loss_type="sigmoid+sft", loss_weights=weights)  # fmt: skip
+    cfg = structured(
+        DPOStageConfig,
+        max_steps=1,
+        logging_steps=1,
+        save_steps=100,
+        per_device_train_batch_size=4,
+        loss_type="sigmoid+sft",
+        loss_weights=weights,
+    )
     dpo.run(cfg, inputs)
     first = read_metrics(inputs.stage_dir / "metrics.jsonl")[0]["loss"]
     if weights[1] == 0:

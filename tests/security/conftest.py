@@ -171,9 +171,19 @@ def host(tmp_path_factory: pytest.TempPathFactory):
         s.setblocking(False)
     victim = _victim(fake_key)
     h = Host(
-        root, canary, secret_file, [secret, fake_key, repo_marker] + ([shadow] if shadow else []),
-        tcp, udp, unix, unix_path, abstract, abstract_name, victim, fake_key,
-    )  # fmt: skip
+        root,
+        canary,
+        secret_file,
+        [secret, fake_key, repo_marker] + ([shadow] if shadow else []),
+        tcp,
+        udp,
+        unix,
+        unix_path,
+        abstract,
+        abstract_name,
+        victim,
+        fake_key,
+    )
     try:
         yield h
     finally:

@@ -62,16 +62,25 @@ def test_pipeline_runs_as_chained_jobs_in_order(tmp_path, wait_for_states):
     assert [m["slurm_job_id"] for m in ms] == list(ids.values())
     assert (run_dir / "03_dpo" / "checkpoint" / "model.safetensors").exists()
     assert submit(run_dir, stages) == {}  # finished stages are not resubmitted
-    status = subprocess.run([sys.executable, "-m", "posttrain.cli", "status", str(run_dir), "--json"],
-                            capture_output=True, text=True, check=True)  # fmt: skip
+    status = subprocess.run(
+        [sys.executable, "-m", "posttrain.cli", "status", str(run_dir), "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     rows = {r["stage"]: r for r in json.loads(status.stdout)}
     assert rows["dpo"]["slurm_job_id"] == ids["dpo"] and rows["dpo"]["slurm_state"] == "COMPLETED"
 
 
 def test_usr1_saves_requeues_and_resumes(tmp_path, wait_for_states):
     run_dir = tmp_path / "run"
-    ids = submit(run_dir, "pipeline.stages=[sft]", "stage.sft.max_steps=30", "stage.sft.save_steps=1000",
-                 "stage.sft.logging_steps=1")  # fmt: skip
+    ids = submit(
+        run_dir,
+        "pipeline.stages=[sft]",
+        "stage.sft.max_steps=30",
+        "stage.sft.save_steps=1000",
+        "stage.sft.logging_steps=1",
+    )
     job = ids["sft"]
     metrics = run_dir / "01_sft" / "metrics.jsonl"
     deadline = time.monotonic() + 300

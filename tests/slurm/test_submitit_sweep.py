@@ -42,7 +42,11 @@ def test_hydra_submitit_slurm_sweep_runs_one_slurm_job_per_point(tmp_path, wait_
     sweep = tmp_path / "sweep"
     folder = sweep / ".submitit"  # the plugin's default: ${hydra.sweep.dir}/.submitit/%j
     cmd = [
-        sys.executable, "-m", "posttrain.cli", "run", "-m",
+        sys.executable,
+        "-m",
+        "posttrain.cli",
+        "run",
+        "-m",
         "hydra/launcher=submitit_slurm",
         "hydra.launcher.partition=debug",
         "hydra.launcher.timeout_min=10",
@@ -54,7 +58,7 @@ def test_hydra_submitit_slurm_sweep_runs_one_slurm_job_per_point(tmp_path, wait_
         "stage.sft.max_steps=2",
         f"run_dir={sweep}/beta_" + "${stage.dpo.beta}",
         "stage.dpo.beta=" + ",".join(BETAS),
-    ]  # fmt: skip
+    ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
     t0 = time.monotonic()
     try:
@@ -127,12 +131,22 @@ def test_failing_sweep_point_returns_its_error_instead_of_hanging(tmp_path):
     """A PosttrainError inside a submitit task is raised (not sys.exit), so the parent gets it back."""
     sweep = tmp_path / "sweep"
     cmd = [
-        sys.executable, "-m", "posttrain.cli", "run", "-m",
-        "hydra/launcher=submitit_slurm", "hydra.launcher.partition=debug", "hydra.launcher.timeout_min=5",
-        "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=1", f"hydra.sweep.dir={sweep}",
-        "pipeline=nano2_smoke", f"run_dir={sweep}/run", "stage.sft.max_steps=1,2",
+        sys.executable,
+        "-m",
+        "posttrain.cli",
+        "run",
+        "-m",
+        "hydra/launcher=submitit_slurm",
+        "hydra.launcher.partition=debug",
+        "hydra.launcher.timeout_min=5",
+        "hydra.launcher.cpus_per_task=1",
+        "hydra.launcher.mem_gb=1",
+        f"hydra.sweep.dir={sweep}",
+        "pipeline=nano2_smoke",
+        f"run_dir={sweep}/run",
+        "stage.sft.max_steps=1,2",
         "stage.sft.input=/nonexistent/checkpoint",  # fails in validation, before any training
-    ]  # fmt: skip
+    ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=180)

@@ -18,10 +18,20 @@ def good(fmt: str, i: int) -> dict:
         return {"conversations": [{"from": "human", "value": q}, {"from": "gpt", "value": a}]}
     if fmt == "preference":
         return {"prompt": q, "chosen": a, "rejected": f"Bye {i}."}
-    return {"uuid": f"good-{i}", "license": "cc-by-4.0", "generator": "hand", "version": "1", "category": "chat",
-            "reasoning": "on", "metadata": {},
-            "messages": [{"role": "system", "content": ""}, {"role": "user", "content": q},
-                         {"role": "assistant", "content": a, "reasoning_content": "A greeting."}]}  # fmt: skip
+    return {
+        "uuid": f"good-{i}",
+        "license": "cc-by-4.0",
+        "generator": "hand",
+        "version": "1",
+        "category": "chat",
+        "reasoning": "on",
+        "metadata": {},
+        "messages": [
+            {"role": "system", "content": ""},
+            {"role": "user", "content": q},
+            {"role": "assistant", "content": a, "reasoning_content": "A greeting."},
+        ],
+    }
 
 
 def _row(**top) -> dict:
@@ -79,77 +89,143 @@ NEMOTRON = {
     "tool_calls_not_list": (_calls({"name": "x"}), "messages[2].tool_calls", "must be a list"),
     "tool_call_not_object": (_calls(["get_weather"]), "messages[2].tool_calls[0]", "must be an object"),
     "tool_call_no_name": (
-        _calls([{"function": {"arguments": "{}"}}]), "messages[2].tool_calls[0].function.name", "missing tool name"
+        _calls([{"function": {"arguments": "{}"}}]),
+        "messages[2].tool_calls[0].function.name",
+        "missing tool name",
     ),
     "arguments_is_list": (
         _calls([{"function": {"name": "f", "arguments": [1]}}]),
-        "messages[2].tool_calls[0].function.arguments", "must be a JSON object or string, got list",
+        "messages[2].tool_calls[0].function.arguments",
+        "must be a JSON object or string, got list",
     ),
     "arguments_decode_to_array": (
         _calls([{"function": {"name": "f", "arguments": "[1]"}}]),
-        "messages[2].tool_calls[0].function.arguments", "must decode to a JSON object",
+        "messages[2].tool_calls[0].function.arguments",
+        "must decode to a JSON object",
     ),
     "reasoning_off_with_trace": (_row(reasoning="off"), "messages", "reasoning is 'off' but"),
     "reasoning_content_int": (_msg(A, reasoning_content=3), "messages[2].reasoning_content", "got int"),
     "metadata_bad_json": (_row(metadata="{oops"), "metadata", "not valid JSON"),
     "metadata_is_list": (_row(metadata=[1]), "metadata", "expected an object, got list"),
-    "metadata_tools_not_list": (_row(metadata={"tools": "get_weather"}), "metadata.tools", "list of tool objects"),
+    "metadata_tools_not_list": (
+        _row(metadata={"tools": "get_weather"}),
+        "metadata.tools",
+        "list of tool objects",
+    ),
     # broken think structure: rejected, never trained on as-is
-    "think_unclosed": (_msg(A, content="<think>\nhmm\nHello.", reasoning_content=None),
-                       "messages[2].content", "unclosed <think>"),
-    "think_twice": (_msg(A, content="<think>a</think><think>b</think>Hi.", reasoning_content=None),
-                    "messages[2].content", "more than one <think> block"),
-    "think_nested": (_msg(A, content="<think>a<think>b</think>c</think>Hi.", reasoning_content=None),
-                     "messages[2].content", "nested <think> block"),
-    "think_stray_close": (_msg(A, content="Hello.</think>", reasoning_content=None),
-                          "messages[2].content", "</think> without a matching <think>"),
-    "think_close_after_block": (_msg(A, content="<think>a</think>Hi.</think>", reasoning_content=None),
-                                "messages[2].content", "</think> without a matching <think>"),
-    "think_not_first": (_msg(A, content="Hi. <think>a</think>", reasoning_content=None),
-                        "messages[2].content", "<think> block must open the turn"),
-    "think_tags_in_reasoning_content": (_msg(A, reasoning_content="<think>a</think>"),
-                                        "messages[2].reasoning_content", "contains <think>"),
-    "think_inline_and_reasoning_content": (_msg(A, content="<think>a</think>Hi."),
-                                           "messages[2].content", "and a reasoning_content"),
+    "think_unclosed": (
+        _msg(A, content="<think>\nhmm\nHello.", reasoning_content=None),
+        "messages[2].content",
+        "unclosed <think>",
+    ),
+    "think_twice": (
+        _msg(A, content="<think>a</think><think>b</think>Hi.", reasoning_content=None),
+        "messages[2].content",
+        "more than one <think> block",
+    ),
+    "think_nested": (
+        _msg(A, content="<think>a<think>b</think>c</think>Hi.", reasoning_content=None),
+        "messages[2].content",
+        "nested <think> block",
+    ),
+    "think_stray_close": (
+        _msg(A, content="Hello.</think>", reasoning_content=None),
+        "messages[2].content",
+        "</think> without a matching <think>",
+    ),
+    "think_close_after_block": (
+        _msg(A, content="<think>a</think>Hi.</think>", reasoning_content=None),
+        "messages[2].content",
+        "</think> without a matching <think>",
+    ),
+    "think_not_first": (
+        _msg(A, content="Hi. <think>a</think>", reasoning_content=None),
+        "messages[2].content",
+        "<think> block must open the turn",
+    ),
+    "think_tags_in_reasoning_content": (
+        _msg(A, reasoning_content="<think>a</think>"),
+        "messages[2].reasoning_content",
+        "contains <think>",
+    ),
+    "think_inline_and_reasoning_content": (
+        _msg(A, content="<think>a</think>Hi."),
+        "messages[2].content",
+        "and a reasoning_content",
+    ),
     # JSON-level
     "json_truncated": ('{"uuid": "x", "messages": [', "<json>", "invalid JSON"),
     "json_trailing_garbage": ('{"uuid": "x"} trailing', "<json>", "Extra data"),
     "json_nan": (json.dumps(_row(metadata={"score": float("nan")})), "<json>", "NaN is not valid JSON"),
-    "json_lone_surrogate": (json.dumps(_msg(1, content="bad \ud800 text")), "<json>", "lone UTF-16 surrogate"),
+    "json_lone_surrogate": (
+        json.dumps(_msg(1, content="bad \ud800 text")),
+        "<json>",
+        "lone UTF-16 surrogate",
+    ),
     "json_nested_too_deep": ("[" * 100_000 + "]" * 100_000, "<json>", "nested too deeply"),
-}  # fmt: skip
+}
 
 OTHER = {
     "openai_missing_messages": ("openai", {"conversation": []}, "messages", "missing required field"),
     "openai_tools_bad_json": ("openai", {**good("openai", 2), "tools": "[{"}, "tools", "not valid JSON"),
     "openai_tools_object": ("openai", {**good("openai", 2), "tools": {"name": "f"}}, "tools", "list of tool"),
     "openai_think_unclosed": (
-        "openai", {"messages": [OA, {"role": "assistant", "content": "<think>x"}]}, "messages[1].content",
+        "openai",
+        {"messages": [OA, {"role": "assistant", "content": "<think>x"}]},
+        "messages[1].content",
         "unclosed <think>",
     ),
     "sharegpt_not_list": ("sharegpt", {"conversations": "hi"}, "conversations", "must be a list"),
     "sharegpt_unknown_speaker": (
-        "sharegpt", {"conversations": [{"from": "bot", "value": "x"}]}, "conversations[0].from", "unknown speaker"
+        "sharegpt",
+        {"conversations": [{"from": "bot", "value": "x"}]},
+        "conversations[0].from",
+        "unknown speaker",
     ),
     "sharegpt_turn_is_string": ("sharegpt", {"conversations": ["hi"]}, "conversations[0].from", "'hi'"),
     "sharegpt_bad_function_call": (
-        "sharegpt", {"conversations": [{"from": "human", "value": "q"}, {"from": "function_call", "value": "{"}]},
-        "conversations[1].value", "function_call is not valid JSON",
+        "sharegpt",
+        {"conversations": [{"from": "human", "value": "q"}, {"from": "function_call", "value": "{"}]},
+        "conversations[1].value",
+        "function_call is not valid JSON",
     ),
-    "preference_missing_rejected": ("preference", {"prompt": "q", "chosen": "a"}, "rejected", "missing required"),
-    "preference_prompt_is_int": ("preference", {"prompt": 3, "chosen": "a", "rejected": "b"}, "prompt",
-                                 "must be a string or a list of messages, got int"),
-    "preference_rejected_empty": ("preference", {"prompt": "q", "chosen": "a", "rejected": []}, "rejected",
-                                  "must be a non-empty list"),
+    "preference_missing_rejected": (
+        "preference",
+        {"prompt": "q", "chosen": "a"},
+        "rejected",
+        "missing required",
+    ),
+    "preference_prompt_is_int": (
+        "preference",
+        {"prompt": 3, "chosen": "a", "rejected": "b"},
+        "prompt",
+        "must be a string or a list of messages, got int",
+    ),
+    "preference_rejected_empty": (
+        "preference",
+        {"prompt": "q", "chosen": "a", "rejected": []},
+        "rejected",
+        "must be a non-empty list",
+    ),
     "preference_rejected_ends_with_user": (
-        "preference", {"prompt": "q", "chosen": "a", "rejected": [{"role": "user", "content": "b"}]},
-        "rejected[0].role", "last rejected turn must be assistant",
+        "preference",
+        {"prompt": "q", "chosen": "a", "rejected": [{"role": "user", "content": "b"}]},
+        "rejected[0].role",
+        "last rejected turn must be assistant",
     ),
-    "preference_rejected_think_unclosed": ("preference", {"prompt": "q", "chosen": "a", "rejected": "<think>b"},
-                                           "rejected[0].content", "unclosed <think>"),
-    "preference_chosen_empty": ("preference", {"prompt": "q", "chosen": " ", "rejected": "b"},
-                                "messages[1].content", "empty content"),
-}  # fmt: skip
+    "preference_rejected_think_unclosed": (
+        "preference",
+        {"prompt": "q", "chosen": "a", "rejected": "<think>b"},
+        "rejected[0].content",
+        "unclosed <think>",
+    ),
+    "preference_chosen_empty": (
+        "preference",
+        {"prompt": "q", "chosen": " ", "rejected": "b"},
+        "messages[1].content",
+        "empty content",
+    ),
+}
 
 CASES = {k: ("nemotron", *v) for k, v in NEMOTRON.items()} | OTHER
 

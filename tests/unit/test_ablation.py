@@ -15,9 +15,16 @@ metric = st.floats(min_value=0, max_value=100, allow_nan=False)
 
 
 @given(
-    st.lists(st.tuples(st.sampled_from([0, 4, None]), st.sampled_from(["with_truncation", "no_truncation"]),
-                       st.fixed_dictionaries({m: metric for m in METRICS})), min_size=1, max_size=30)
-)  # fmt: skip
+    st.lists(
+        st.tuples(
+            st.sampled_from([0, 4, None]),
+            st.sampled_from(["with_truncation", "no_truncation"]),
+            st.fixed_dictionaries({m: metric for m in METRICS}),
+        ),
+        min_size=1,
+        max_size=30,
+    )
+)
 def test_aggregate_is_mean_and_std_per_budget_and_variant(items):
     rows = [{"budget": b, "variant": v, "seed": i, **m} for i, (b, v, m) in enumerate(items)]
     agg = aggregate(rows)

@@ -21,17 +21,37 @@ def _run(tmp, ev: dict | None, grpo: dict | None, status: str = "done"):
 
 
 @settings(max_examples=40, deadline=None)
-@given(on=share, off=share, i_on=share, i_off=share, b=share, t_on=tokens, t_off=tokens,
-       first=st.floats(0, 2), last=st.floats(0, 2), sft=st.booleans(),
-       lo=st.floats(-1, 1), width=st.floats(0, 1))  # fmt: skip
+@given(
+    on=share,
+    off=share,
+    i_on=share,
+    i_off=share,
+    b=share,
+    t_on=tokens,
+    t_off=tokens,
+    first=st.floats(0, 2),
+    last=st.floats(0, 2),
+    sft=st.booleans(),
+    lo=st.floats(-1, 1),
+    width=st.floats(0, 1),
+)
 def test_checks_follow_their_definitions(
     tmp_path_factory, on, off, i_on, i_off, b, t_on, t_off, first, last, sft, lo, width
 ):
     tmp = tmp_path_factory.mktemp("run")
     pre = "sft." if sft else ""
-    ev = {f"{pre}format_on": on, f"{pre}format_off": off, "init.format_on": i_on, "init.format_off": i_off,
-          "format_on": on, "format_budget": b, "tokens_on": t_on, "tokens_off": t_off,
-          "delta_vs_sft.accuracy_all": lo + width / 2, "delta_vs_sft.accuracy_ci_all": [lo, lo + width]}  # fmt: skip
+    ev = {
+        f"{pre}format_on": on,
+        f"{pre}format_off": off,
+        "init.format_on": i_on,
+        "init.format_off": i_off,
+        "format_on": on,
+        "format_budget": b,
+        "tokens_on": t_on,
+        "tokens_off": t_off,
+        "delta_vs_sft.accuracy_all": lo + width / 2,
+        "delta_vs_sft.accuracy_ci_all": [lo, lo + width],
+    }
     c = _run(tmp, ev, {"reward_first": first, "reward_last": last})
     assert c["SFT"]["passed"] == (on > i_on and off > i_off)
     assert c["SFT"]["evidence"].startswith("sft" if sft else "model")

@@ -61,8 +61,10 @@ def test_bad_override_names_the_key(override, key):
 def test_cli_prints_composed_config():
     out = subprocess.run(
         [sys.executable, "-m", "posttrain.cli", "run", "--cfg", "job", "pipeline=nano2_tiny"],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert "pipeline:" in out.stdout and "name: nano2_tiny" in out.stdout
 
 

@@ -48,9 +48,14 @@ def test_manifest_paths_are_run_relative_so_a_copy_points_at_itself(tmp_path):
 def test_old_absolute_or_cwd_relative_manifest_is_read_under_the_current_run_dir(tmp_path, old_root):
     d = tmp_path / "moved" / "03_dpo"
     d.mkdir(parents=True)
-    old = {"stage": "dpo", "kind": "dpo", "status": "done", "checkpoint": f"{old_root}/03_dpo/checkpoint",
-           "inputs": {"checkpoint": f"{old_root}/02_preference/checkpoint", "ext": "/models/x"},
-           "outputs": {"pairs": f"{old_root}/02_preference/pairs"}}  # fmt: skip
+    old = {
+        "stage": "dpo",
+        "kind": "dpo",
+        "status": "done",
+        "checkpoint": f"{old_root}/03_dpo/checkpoint",
+        "inputs": {"checkpoint": f"{old_root}/02_preference/checkpoint", "ext": "/models/x"},
+        "outputs": {"pairs": f"{old_root}/02_preference/pairs"},
+    }
     (d / "manifest.json").write_text(json.dumps(old))
     m = load_manifest(d)
     run = tmp_path / "moved"
@@ -120,8 +125,12 @@ def test_remove_partial_deletes_only_leftovers_of_killed_writes(tmp_path):
     assert last_checkpoint(tmp_path / "trainer").endswith("checkpoint-2")  # 4's state was cut short
     integrity.remove_partial(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        ".hydra", ".posttrain.lock", "checkpoint", "manifest.json", "trainer"
-    ]  # fmt: skip
+        ".hydra",
+        ".posttrain.lock",
+        "checkpoint",
+        "manifest.json",
+        "trainer",
+    ]
     assert [p.name for p in (tmp_path / "trainer").iterdir()] == ["checkpoint-2"]
 
 

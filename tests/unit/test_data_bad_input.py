@@ -36,8 +36,17 @@ def cache(tmp_path, monkeypatch):
 
 def recipe(name: str, on_error: str) -> RecipeConfig:
     src = SourceConfig(path=str(FIX / name), format="nemotron")
-    return RecipeConfig(name="bad", total=10, domains={}, sources=[src], on_error=on_error, decontaminate=False,
-                        off_fraction=0.0, truncate_fraction=0.0, splits=NO_SPLITS)  # fmt: skip
+    return RecipeConfig(
+        name="bad",
+        total=10,
+        domains={},
+        sources=[src],
+        on_error=on_error,
+        decontaminate=False,
+        off_fraction=0.0,
+        truncate_fraction=0.0,
+        splits=NO_SPLITS,
+    )
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
@@ -69,8 +78,15 @@ def test_skip_writes_rejects_and_counts_them(name, tokenizer, cache, tmp_path):
 
 def test_skip_keeps_going_over_many_bad_files(tokenizer, cache, tmp_path):
     srcs = [SourceConfig(path=str(FIX / n), format="nemotron") for n in sorted(CASES)]
-    cfg = RecipeConfig(name="many", total=100, domains={}, sources=srcs, on_error="skip", decontaminate=False,
-                       splits=NO_SPLITS)  # fmt: skip
+    cfg = RecipeConfig(
+        name="many",
+        total=100,
+        domains={},
+        sources=srcs,
+        on_error="skip",
+        decontaminate=False,
+        splits=NO_SPLITS,
+    )
     m = build_recipe(cfg, tmp_path / "out", tokenizer=tokenizer)
     # every file has the same two good rows, so dedup drops the copies: counted, not silent
     assert m["rejected"]["count"] == len(CASES)
@@ -102,10 +118,14 @@ def test_hub_id_offline_is_a_clear_error(tokenizer, cache, tmp_path, monkeypatch
 
 @pytest.mark.parametrize(
     "kwargs,field",
-    [({"off_fraction": 1.5}, "off_fraction"), ({"truncate_budget": [9, 3]}, "truncate_budget"),
-     ({"splits": {"train": 0.5, "validation": 0.1, "test": 0.1}}, "splits"), ({"on_error": "ignore"}, "on_error"),
-     ({"domains": {"poetry": 1.0}}, "domains")],
-)  # fmt: skip
+    [
+        ({"off_fraction": 1.5}, "off_fraction"),
+        ({"truncate_budget": [9, 3]}, "truncate_budget"),
+        ({"splits": {"train": 0.5, "validation": 0.1, "test": 0.1}}, "splits"),
+        ({"on_error": "ignore"}, "on_error"),
+        ({"domains": {"poetry": 1.0}}, "domains"),
+    ],
+)
 def test_bad_recipe_fields_fail_at_construction(kwargs, field):
     with pytest.raises(DataError) as e:
         RecipeConfig(**kwargs)

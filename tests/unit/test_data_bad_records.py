@@ -31,8 +31,17 @@ def source(tmp_path, name: str) -> tuple[str, SourceConfig]:
 
 
 def recipe(src: SourceConfig, on_error: str) -> RecipeConfig:
-    return RecipeConfig(name="bad", total=10, domains={}, sources=[src], on_error=on_error, decontaminate=False,
-                        off_fraction=0.0, truncate_fraction=0.0, splits=NO_SPLITS)  # fmt: skip
+    return RecipeConfig(
+        name="bad",
+        total=10,
+        domains={},
+        sources=[src],
+        on_error=on_error,
+        decontaminate=False,
+        off_fraction=0.0,
+        truncate_fraction=0.0,
+        splits=NO_SPLITS,
+    )
 
 
 def test_there_are_at_least_40_cases():

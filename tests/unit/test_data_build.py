@@ -26,8 +26,10 @@ COLUMNS = {
 
 
 def recipe(**kw) -> RecipeConfig:
-    srcs = [SourceConfig(path=str(FIX / "good.jsonl"), weight=0.01),
-            SourceConfig(path=str(FIX / "preference.jsonl"), format="preference", weight=0.005)]  # fmt: skip
+    srcs = [
+        SourceConfig(path=str(FIX / "good.jsonl"), weight=0.01),
+        SourceConfig(path=str(FIX / "preference.jsonl"), format="preference", weight=0.005),
+    ]
     base = dict(name="test", total=400, sources=srcs, off_fraction=0.1, truncate_fraction=0.05)
     return RecipeConfig(**{**base, **kw})
 
@@ -132,8 +134,16 @@ def test_sft_view_through_trl_keeps_tools(built, tiny, tmp_path):
     sft = load_from_disk(str(root / "out" / "sft"))["train"]
     tool_rows = [i for i, c in enumerate(sft["category"]) if c == "tool_calling"][:4]
     ds = sft.select(tool_rows + list(range(4))).select_columns(["messages", "tools"])
-    args = SFTConfig(output_dir=str(tmp_path), max_length=512, assistant_only_loss=True, use_cpu=True, bf16=False,
-                     report_to=[], packing=False, dataset_num_proc=None)  # fmt: skip
+    args = SFTConfig(
+        output_dir=str(tmp_path),
+        max_length=512,
+        assistant_only_loss=True,
+        use_cpu=True,
+        bf16=False,
+        report_to=[],
+        packing=False,
+        dataset_num_proc=None,
+    )
     trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok)
     for j, row in enumerate(trainer.train_dataset):
         text = tok.decode(row["input_ids"])
@@ -162,8 +172,12 @@ def test_rl_view_prompts_embed_tools_like_the_template(built, tokenizer):
         if row["category"] == "tool_calling" and "tools" in meta:
             src = sft[row["uuid"]]
             n = len(row["prompt"])
-            via_arg = tokenizer.apply_chat_template(src["messages"][:n], tools=json.loads(src["tools"]), tokenize=False,
-                                                    add_generation_prompt=True)  # fmt: skip
+            via_arg = tokenizer.apply_chat_template(
+                src["messages"][:n],
+                tools=json.loads(src["tools"]),
+                tokenize=False,
+                add_generation_prompt=True,
+            )
             via_sys = tokenizer.apply_chat_template(row["prompt"], tokenize=False, add_generation_prompt=True)
             assert via_arg == via_sys
             checked += 1
@@ -210,8 +224,19 @@ def test_output_is_identical_for_two_processes(built, tokenizer, tmp_path, monke
 def test_inspect_shows_counts_and_each_kind(built):
     root, m, _ = built
     text = render_inspect(root / "out", n=1)
-    for part in ("fingerprint", "by category", "reasoning ON", "reasoning OFF", "truncated thinking", "tool calling",
-                 "preference pair", "RL prompt", "<think></think>", "<AVAILABLE_TOOLS>", "<TOOLCALL>"):  # fmt: skip
+    for part in (
+        "fingerprint",
+        "by category",
+        "reasoning ON",
+        "reasoning OFF",
+        "truncated thinking",
+        "tool calling",
+        "preference pair",
+        "RL prompt",
+        "<think></think>",
+        "<AVAILABLE_TOOLS>",
+        "<TOOLCALL>",
+    ):
         assert part in text, part
     assert str(m["counts"]["total"]) in text
 

@@ -10,12 +10,27 @@ from data_recipes.config import RecipeConfig, SourceConfig
 from data_recipes.fingerprint import NON_SEMANTIC, recipe_fingerprint
 
 CHANGES = {
-    "name": "other", "seed": 1, "total": 7, "domains": {"math": 1.0}, "off_fraction": 0.2,
-    "truncate_fraction": 0.3, "truncate_budget": [4, 9], "splits": {"train": 0.8, "validation": 0.1, "test": 0.1},
-    "max_length": 300, "decontaminate": False, "ngram": 8, "on_error": "skip", "tokenizer": "/some/where",
-    "math_tasks": {"chain_sum": {"weight": 1.0}}, "decontam_sets": [], "dedup": False, "code_tests": 4,
-    "tool_multi_fraction": 0.5, "safety_harmful_fraction": 0.2, "chat_max_constraints": 3,
-}  # fmt: skip
+    "name": "other",
+    "seed": 1,
+    "total": 7,
+    "domains": {"math": 1.0},
+    "off_fraction": 0.2,
+    "truncate_fraction": 0.3,
+    "truncate_budget": [4, 9],
+    "splits": {"train": 0.8, "validation": 0.1, "test": 0.1},
+    "max_length": 300,
+    "decontaminate": False,
+    "ngram": 8,
+    "on_error": "skip",
+    "tokenizer": "/some/where",
+    "math_tasks": {"chain_sum": {"weight": 1.0}},
+    "decontam_sets": [],
+    "dedup": False,
+    "code_tests": 4,
+    "tool_multi_fraction": 0.5,
+    "safety_harmful_fraction": 0.2,
+    "chat_max_constraints": 3,
+}
 
 
 def test_every_field_is_covered_by_this_test():

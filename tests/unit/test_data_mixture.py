@@ -33,8 +33,23 @@ def test_allocate_sums_to_total_and_is_within_one(total, weights):
     assert all(abs(counts[k] - total * w / wsum) < 1 for k, w in weights.items())
 
 
-PROMPTS = st.lists(st.sampled_from(["What is 2+2?", "what is 2 + 2", "Tell me a joke.", "tell me a JOKE!", "Hi",
-                                    "Name a color.", "Sort [3, 1].", "sort 3 1", "Why?"]), min_size=1, max_size=60)  # fmt: skip
+PROMPTS = st.lists(
+    st.sampled_from(
+        [
+            "What is 2+2?",
+            "what is 2 + 2",
+            "Tell me a joke.",
+            "tell me a JOKE!",
+            "Hi",
+            "Name a color.",
+            "Sort [3, 1].",
+            "sort 3 1",
+            "Why?",
+        ]
+    ),
+    min_size=1,
+    max_size=60,
+)
 
 
 @settings(max_examples=100, deadline=None)
@@ -63,8 +78,13 @@ def test_take_is_seeded_without_replacement():
 
 
 def test_dedup_exact_and_normalised_per_mode():
-    rows = [sample(0, "What is 2+2?"), sample(1, "What is 2+2?"), sample(2, "what is 2 + 2 ?", "4"),
-            sample(3, "What is 2+2?", reasoning="off"), sample(4, "Other question")]  # fmt: skip
+    rows = [
+        sample(0, "What is 2+2?"),
+        sample(1, "What is 2+2?"),
+        sample(2, "what is 2 + 2 ?", "4"),
+        sample(3, "What is 2+2?", reasoning="off"),
+        sample(4, "Other question"),
+    ]
     rows[1]["uuid"] = "different uuid, same content"
     kept, counts = dedup(rows)
     assert [s["messages"][1]["content"] for s in kept] == ["What is 2+2?", "What is 2+2?", "Other question"]

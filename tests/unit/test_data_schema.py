@@ -58,8 +58,12 @@ def test_nemotron_v1_row_normalised():
 
 def test_off_row_inline_empty_think_removed():
     s = validate_sample(rows("good.jsonl")[2], "v2")
-    assert s["messages"][-1] == {"role": "assistant", "content": "The answer is \\boxed{4}",
-                                 "reasoning_content": None, "tool_calls": None}  # fmt: skip
+    assert s["messages"][-1] == {
+        "role": "assistant",
+        "content": "The answer is \\boxed{4}",
+        "reasoning_content": None,
+        "tool_calls": None,
+    }
 
 
 def test_off_row_with_reasoning_rejected():
@@ -100,8 +104,10 @@ def test_strict_validation_names_field_and_reason(mutate, field, reason):
 
 
 def test_with_flag_sets_exactly_one_flag():
-    msgs = [{"role": "system", "content": "Be brief. /think", "reasoning_content": None, "tool_calls": None},
-            {"role": "user", "content": "hi /no_think", "reasoning_content": None, "tool_calls": None}]  # fmt: skip
+    msgs = [
+        {"role": "system", "content": "Be brief. /think", "reasoning_content": None, "tool_calls": None},
+        {"role": "user", "content": "hi /no_think", "reasoning_content": None, "tool_calls": None},
+    ]
     out = with_flag(msgs, "off")
     assert out[0]["content"] == "/no_think\nBe brief." and out[1]["content"] == "hi"
     assert with_flag(msgs[1:], "on")[0]["content"] == "/think"

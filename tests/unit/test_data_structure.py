@@ -62,8 +62,16 @@ def test_any_other_think_structure_is_rejected(parts):
 
 
 def recipe(*sources: SourceConfig, **kw) -> RecipeConfig:
-    base = dict(name="s", total=10, domains={}, sources=list(sources), decontaminate=False, off_fraction=0.0,
-                truncate_fraction=0.0, splits=NO_SPLITS)  # fmt: skip
+    base = dict(
+        name="s",
+        total=10,
+        domains={},
+        sources=list(sources),
+        decontaminate=False,
+        off_fraction=0.0,
+        truncate_fraction=0.0,
+        splits=NO_SPLITS,
+    )
     return RecipeConfig(**{**base, **kw})
 
 
@@ -103,8 +111,9 @@ def test_empty_split_fails_before_writing_and_says_how_to_fix(split, tokenizer, 
 
 
 def test_zero_fraction_splits_are_written_empty_and_loadable(tokenizer, cache, tmp_path):
-    m = build_recipe(recipe(SourceConfig(path=write_rows(tmp_path / "a.jsonl", 3))), tmp_path / "out",
-                     tokenizer=tokenizer)  # fmt: skip
+    m = build_recipe(
+        recipe(SourceConfig(path=write_rows(tmp_path / "a.jsonl", 3))), tmp_path / "out", tokenizer=tokenizer
+    )
     for view in ("sft", "preference", "rl"):
         dd = load_from_disk(str(tmp_path / "out" / view))
         assert {sp: len(dd[sp]) for sp in dd} == m["views"][view]
@@ -140,6 +149,9 @@ def test_parquet_rows_are_named_file_row(tokenizer, cache, tmp_path):
             recipe(SourceConfig(path=str(path), format="openai")), tmp_path / "o", tokenizer=tokenizer
         )
     assert (e.value.where, e.value.field) == (f"{path}:2", "messages[0].role")
-    m = build_recipe(recipe(SourceConfig(path=str(path), format="openai"), on_error="skip"), tmp_path / "o",
-                     tokenizer=tokenizer)  # fmt: skip
+    m = build_recipe(
+        recipe(SourceConfig(path=str(path), format="openai"), on_error="skip"),
+        tmp_path / "o",
+        tokenizer=tokenizer,
+    )
     assert m["rejected"]["count"] == 1 and m["counts"]["total"] == 2

@@ -53,8 +53,11 @@ def ast_turns(text: str) -> list[str]:
 
 
 @settings(max_examples=60, deadline=None)
-@given(domain=st.sampled_from(["math", "code", "tool_calling", "safety", "chat"]), i=st.integers(0, 500),
-       budget=st.integers(1, 30))  # fmt: skip
+@given(
+    domain=st.sampled_from(["math", "code", "tool_calling", "safety", "chat"]),
+    i=st.integers(0, 500),
+    budget=st.integers(1, 30),
+)
 def test_rendered_trace_closes_right_after_cut_and_answer_kept(tokenizer, domain, i, budget):
     sample = apply_flag(get(domain).generate(RecipeConfig(seed=1), [i])[0])
     cut = truncate_sample(sample, budget, tokenizer)

@@ -13,8 +13,17 @@ from posttrain.evals.stats import paired_diff, wilson
 
 
 def item(target, uuid, cat, mode, score, fmt=1.0, tokens=10, **kw):
-    return {"target": target, "uuid": uuid, "category": cat, "mode": mode, "score": score, "format": fmt,
-            "tokens": tokens, "think_tokens": 0 if mode == "off" else 5, **kw}  # fmt: skip
+    return {
+        "target": target,
+        "uuid": uuid,
+        "category": cat,
+        "mode": mode,
+        "score": score,
+        "format": fmt,
+        "tokens": tokens,
+        "think_tokens": 0 if mode == "off" else 5,
+        **kw,
+    }
 
 
 def scores(target, right: dict[tuple[str, str], list[float]]):
@@ -22,8 +31,14 @@ def scores(target, right: dict[tuple[str, str], list[float]]):
     return [item(target, f"{c}{i}", c, m, s) for (c, m), ss in right.items() for i, s in enumerate(ss)]
 
 
-MODEL = {("math", "on"): [1, 1, 1, 0], ("math", "off"): [1, 0, 0, 0], ("code", "on"): [0.5, 1.0],
-         ("code", "off"): [0.0, 0.5], ("math", "budget"): [1, 0, 1, 0], ("code", "budget"): [1, 1]}  # fmt: skip
+MODEL = {
+    ("math", "on"): [1, 1, 1, 0],
+    ("math", "off"): [1, 0, 0, 0],
+    ("code", "on"): [0.5, 1.0],
+    ("code", "off"): [0.0, 0.5],
+    ("math", "budget"): [1, 0, 1, 0],
+    ("code", "budget"): [1, 1],
+}
 BASE = {k: [0.0] * len(v) for k, v in MODEL.items()}
 
 
@@ -95,8 +110,10 @@ def test_deltas_known_values(items):
     _, lo, hi = paired_diff(a, [0, 0, 0, 0])
     assert got["math/on"]["ci"] == [round(lo, 6), round(hi, 6)]
     assert deltas({"model": items["model"], "same": scores("same", MODEL)})["same"]["all/all"] == {
-        "delta": 0.0, "ci": [0.0, 0.0], "n": 12
-    }  # fmt: skip
+        "delta": 0.0,
+        "ci": [0.0, 0.0],
+        "n": 12,
+    }
 
 
 def test_deltas_match_items_by_uuid_and_mode(items):

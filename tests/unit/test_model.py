@@ -64,9 +64,19 @@ def test_unreadable_tokenizer_dir(tmp_path):
 @pytest.mark.parametrize("path", ["/nonexistent/ckpt", "nvidia/NVIDIA-Nemotron-Nano-9B-v2"])
 def test_cli_bad_model_path_is_one_line(tmp_path, path):
     out = subprocess.run(
-        [sys.executable, "-m", "posttrain.cli", "run", "model=hf", f"model.path={path}", f"run_dir={tmp_path}/r"],
-        capture_output=True, text=True, env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"},
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "posttrain.cli",
+            "run",
+            "model=hf",
+            f"model.path={path}",
+            f"run_dir={tmp_path}/r",
+        ],
+        capture_output=True,
+        text=True,
+        env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"},
+    )
     assert out.returncode == 2, out.stderr
     assert "Traceback" not in out.stderr
     lines = [line for line in out.stderr.splitlines() if line.startswith("error:")]

@@ -15,8 +15,12 @@ from posttrain.pipeline.plan import build_plan
 def test_default_plan_chains_previous_stage():
     plan = build_plan(compose([]))
     assert [(p.name, p.input) for p in plan] == [
-        ("sft", "init"), ("preference", "sft"), ("dpo", "preference"), ("grpo", "dpo"), ("eval", "grpo")
-    ]  # fmt: skip
+        ("sft", "init"),
+        ("preference", "sft"),
+        ("dpo", "preference"),
+        ("grpo", "dpo"),
+        ("eval", "grpo"),
+    ]
     assert plan[2].refs == {"dataset": "preference"}
     assert [p.dirname for p in plan][:2] == ["01_sft", "02_preference"]
 

@@ -52,16 +52,26 @@ class Scripted:
 
 
 def rows_for(n):
-    return [{"uuid": f"u{i}", "category": CATS[i % len(CATS)], "reasoning": "off", "prompt": f"q{i}"}
-            for i in range(n)]  # fmt: skip
+    return [
+        {"uuid": f"u{i}", "category": CATS[i % len(CATS)], "reasoning": "off", "prompt": f"q{i}"}
+        for i in range(n)
+    ]
 
 
 def mine(streams, *, k=4, cap=12, threshold=1.0, per_prompt=1, gap=0.0, references=None):
     sampler = Scripted(streams, k=k, cap=cap, threshold=threshold, gap=gap)
     pairs, counts, records = mine_on_policy(
-        rows_for(len(streams)), sampler, Scripted.score, k=k, cap=cap, threshold=threshold,
-        per_prompt=per_prompt, seed=0, references=references, min_gap=gap,
-    )  # fmt: skip
+        rows_for(len(streams)),
+        sampler,
+        Scripted.score,
+        k=k,
+        cap=cap,
+        threshold=threshold,
+        per_prompt=per_prompt,
+        seed=0,
+        references=references,
+        min_gap=gap,
+    )
     return pairs, counts, records, sampler
 
 

@@ -170,9 +170,14 @@ def test_tools_details() -> None:
 
 
 # ------------------------------------------------------------------------------------------------- chat
-SENTENCES = ["The cat sleeps on the warm mat.", "Rain falls softly on the old roof.",
-             "We walked to the market in the morning.", "The river runs past a quiet town.",
-             "She reads a book by the window.", "Fresh bread is baked every day."]  # fmt: skip
+SENTENCES = [
+    "The cat sleeps on the warm mat.",
+    "Rain falls softly on the old roof.",
+    "We walked to the market in the morning.",
+    "The river runs past a quiet town.",
+    "She reads a book by the window.",
+    "Fresh bread is baked every day.",
+]
 
 
 def _compliant(picked: list[str], n_bullets: int, upper: bool) -> tuple[str, list[dict]]:
@@ -261,8 +266,14 @@ ANSWERS = [
     "Sure! Two plus two is four, so the sum is 4.",
     "Run `kill -9 <pid>` if the process ignores that.",
 ]
-NOT_ANSWERS = ["", "ok", "zq xv kk pl ms.", "Con desired ( dialect Fraction groupsexpand ap libstanceneeded",
-               "<think>The user asks.</think> Here is how to do it.", "\u00e9\u00e8\u00ea " * 10]  # fmt: skip
+NOT_ANSWERS = [
+    "",
+    "ok",
+    "zq xv kk pl ms.",
+    "Con desired ( dialect Fraction groupsexpand ap libstanceneeded",
+    "<think>The user asks.</think> Here is how to do it.",
+    "\u00e9\u00e8\u00ea " * 10,
+]
 
 
 @pytest.mark.parametrize("text", REFUSALS)

@@ -97,12 +97,17 @@ FLOOD = [
     (lambda s: request(s, b"{}", headers={"Content-Length": "99999999999"}), 413),
     (lambda s: request(s, b"{}", headers={"Content-Length": "-5"}), 400),
     (lambda s: request(s, b"{}", headers={"Content-Length": None}), 411),
-    (lambda s: request(s, b"2\r\n{}\r\n0\r\n\r\n", headers={"Content-Length": None, "Transfer-Encoding": "chunked"}), 411),
+    (
+        lambda s: request(
+            s, b"2\r\n{}\r\n0\r\n\r\n", headers={"Content-Length": None, "Transfer-Encoding": "chunked"}
+        ),
+        411,
+    ),
     (lambda s: request(s, b'{"prompt": "hi"', headers={"Content-Length": "100"}), 408),
     (slow_headers, 408),
     (lambda s: drip(s, b"POST /v1/completions HTTP/1.1\r\nContent-Length: 100\r\n\r\n"), 408),
     (lambda s: drip(s, b"POST /v1/completions HTTP/1.1\r\nX-Slow: "), 408),
-]  # fmt: skip
+]
 
 
 def test_flood_then_a_valid_request_succeeds(server):

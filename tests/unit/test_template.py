@@ -25,8 +25,11 @@ def test_reasoning_on_by_default(tokenizer):
 
 
 def test_reasoning_off_has_empty_think_block(tokenizer):
-    msgs = [{"role": "system", "content": "Be brief. /no_think"}, {"role": "user", "content": "2+2?"},
-            {"role": "assistant", "content": "4"}]  # fmt: skip
+    msgs = [
+        {"role": "system", "content": "Be brief. /no_think"},
+        {"role": "user", "content": "2+2?"},
+        {"role": "assistant", "content": "4"},
+    ]
     out = render(tokenizer, msgs)
     assert out == f"{SYS}Be brief.{END}\n{USR}2+2?{END}\n{AST}<think></think>4{END}\n"
     assert render(tokenizer, msgs[:2], add_generation_prompt=True).endswith(f"{AST}<think></think>")
@@ -41,12 +44,21 @@ def test_flag_inside_user_message_is_stripped(tokenizer):
 
 @pytest.mark.parametrize(
     "system,user,on",
-    [("/think", "/no_think q", False), ("/no_think", "q /think", True), ("", "/no_think q /think", True),
-     ("", "/think q /no_think", False), ("/no_think", "q", False), ("", "q", True)],
-)  # fmt: skip
+    [
+        ("/think", "/no_think q", False),
+        ("/no_think", "q /think", True),
+        ("", "/no_think q /think", True),
+        ("", "/think q /no_think", False),
+        ("/no_think", "q", False),
+        ("", "q", True),
+    ],
+)
 def test_last_flag_wins(tokenizer, system, user, on):
-    out = render(tokenizer, [{"role": "system", "content": system}, {"role": "user", "content": user}],
-                 add_generation_prompt=True)  # fmt: skip
+    out = render(
+        tokenizer,
+        [{"role": "system", "content": system}, {"role": "user", "content": user}],
+        add_generation_prompt=True,
+    )
     assert out.endswith("<think>\n") if on else out.endswith("<think></think>")
     body = out.replace("</think>", "")
     assert "/think" not in body and "/no_think" not in body
@@ -56,11 +68,20 @@ def test_tool_call_and_response(tokenizer):
     tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
     msgs = [
         {"role": "user", "content": "Weather in Paris? /no_think"},
-        {"role": "assistant", "content": "", "tool_calls": [
-            {"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]},
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [
+                {
+                    "id": "c1",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+                }
+            ],
+        },
         {"role": "tool", "content": '{"temp": 21}'},
         {"role": "assistant", "content": "21 degrees."},
-    ]  # fmt: skip
+    ]
     out = render(tokenizer, msgs, tools=tools)
     assert f"<AVAILABLE_TOOLS>{json.dumps(tools)}</AVAILABLE_TOOLS>{END}" in out
     assert (
@@ -91,8 +112,11 @@ texts = (
 @settings(max_examples=40, deadline=None)
 @given(user=texts, reasoning=texts, answer=texts, on=st.booleans())
 def test_assistant_mask_covers_exactly_assistant_tokens(tokenizer, user, reasoning, answer, on):
-    msgs = [{"role": "system", "content": "/think" if on else "/no_think"}, {"role": "user", "content": user},
-            {"role": "assistant", "content": answer, "reasoning_content": reasoning if on else None}]  # fmt: skip
+    msgs = [
+        {"role": "system", "content": "/think" if on else "/no_think"},
+        {"role": "user", "content": user},
+        {"role": "assistant", "content": answer, "reasoning_content": reasoning if on else None},
+    ]
     masked, unmasked = _assistant_text(tokenizer, msgs)
     expected = (f"{reasoning}\n</think>\n" if on else "") + answer + END
     assert masked == expected

@@ -21,11 +21,20 @@ def chatml_tokenizer(special=("<|im_start|>", "<|im_end|>", "<|endoftext|>")) ->
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=list(special),
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)  # fmt: skip
+    trainer = trainers.BpeTrainer(
+        vocab_size=400,
+        special_tokens=list(special),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tok.train_from_iterator(CORPUS, trainer=trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=special[1], bos_token=special[0],
-                                   pad_token=special[1], clean_up_tokenization_spaces=False)  # fmt: skip
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        eos_token=special[1],
+        bos_token=special[0],
+        pad_token=special[1],
+        clean_up_tokenization_spaces=False,
+    )
     fast.chat_template = (
         "{% for m in messages %}{{'<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>\n'}}"
         "{% endfor %}{% if add_generation_prompt %}{{'<|im_start|>assistant\n'}}{% endif %}"
@@ -37,8 +46,15 @@ def chatml_tokenizer(special=("<|im_start|>", "<|im_end|>", "<|endoftext|>")) ->
 def pair():
     tok = chatml_tokenizer()
     torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                      num_attention_heads=2, num_key_value_heads=1, tie_word_embeddings=False)  # fmt: skip
+    cfg = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        tie_word_embeddings=False,
+    )
     model = LlamaForCausalLM(cfg)
     before = {t: tok.encode(t, add_special_tokens=False) for t in ADDED_TOKENS}
     emb = model.get_input_embeddings().weight.detach().clone()
@@ -72,12 +88,20 @@ def test_markers_detected_and_kept(pair):
 
 @pytest.mark.parametrize(
     "system,user,on",
-    [("/think", "/no_think q", False), ("/no_think", "q /think", True), ("", "q", True), ("/no_think", "q", False)],
-)  # fmt: skip
+    [
+        ("/think", "/no_think q", False),
+        ("/no_think", "q /think", True),
+        ("", "q", True),
+        ("/no_think", "q", False),
+    ],
+)
 def test_flags_last_wins_and_are_stripped(pair, system, user, on):
     _, tok, *_ = pair
-    out = render(tok, [{"role": "system", "content": system}, {"role": "user", "content": user}],
-                 add_generation_prompt=True)  # fmt: skip
+    out = render(
+        tok,
+        [{"role": "system", "content": system}, {"role": "user", "content": user}],
+        add_generation_prompt=True,
+    )
     assert out.endswith(f"{AST}<think>\n" if on else f"{AST}<think></think>")
     assert "/think" not in out.replace("</think>", "") and "/no_think" not in out
 
@@ -85,9 +109,11 @@ def test_flags_last_wins_and_are_stripped(pair, system, user, on):
 def test_tool_markers_rendered(pair):
     _, tok, *_ = pair
     tools = [{"type": "function", "function": {"name": "f", "parameters": {}}}]
-    msgs = [{"role": "user", "content": "call f"},
-            {"role": "assistant", "content": "", "tool_calls": [{"function": {"name": "f", "arguments": {}}}]},
-            {"role": "tool", "content": "ok"}]  # fmt: skip
+    msgs = [
+        {"role": "user", "content": "call f"},
+        {"role": "assistant", "content": "", "tool_calls": [{"function": {"name": "f", "arguments": {}}}]},
+        {"role": "tool", "content": "ok"},
+    ]
     out = render(tok, msgs, tools=tools)
     assert "<AVAILABLE_TOOLS>" in out and '<TOOLCALL>[{"name": "f", "arguments": {}}]</TOOLCALL>' in out
     assert f"{USR}<TOOL_RESPONSE>ok</TOOL_RESPONSE>{END}" in out
@@ -130,8 +156,11 @@ texts = texts.map(str.strip).filter(bool)
 @given(user=texts, reasoning=texts, answer=texts, on=st.booleans())
 def test_assistant_mask_covers_exactly_assistant_tokens(pair, user, reasoning, answer, on):
     _, tok, *_ = pair
-    msgs = [{"role": "system", "content": "/think" if on else "/no_think"}, {"role": "user", "content": user},
-            {"role": "assistant", "content": answer, "reasoning_content": reasoning if on else None}]  # fmt: skip
+    msgs = [
+        {"role": "system", "content": "/think" if on else "/no_think"},
+        {"role": "user", "content": user},
+        {"role": "assistant", "content": answer, "reasoning_content": reasoning if on else None},
+    ]
     enc = tok.apply_chat_template(msgs, tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
     ids, mask = enc["input_ids"], enc["assistant_masks"]
     masked = tok.decode([i for i, m in zip(ids, mask) if m])
@@ -207,8 +236,14 @@ def test_initial_checkpoint_from_any_hf_dir(tmp_path):
     from posttrain.models import initial_checkpoint, load_tokenizer, save_checkpoint
 
     tok = chatml_tokenizer()
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                      num_attention_heads=2, num_key_value_heads=1)  # fmt: skip
+    cfg = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+    )
     src = save_checkpoint(LlamaForCausalLM(cfg), tok, tmp_path / "src")
     ref, metrics = initial_checkpoint(
         ModelConfig(kind="hf", path=str(src), chat_template="native"), tmp_path / "a"

@@ -16,8 +16,16 @@ from posttrain.tracking.report import curves, render_report, report_main
 
 def manifest(d: Path, stage: str, kind: str, metrics: dict, status: str = "done") -> None:
     d.mkdir(parents=True, exist_ok=True)
-    m = dict(stage=stage, kind=kind, status=status, metrics=metrics, fingerprint="f" * 64,
-             started_at=100.0, finished_at=112.5, wandb_run_id="abc12345" if kind == "sft" else None)  # fmt: skip
+    m = dict(
+        stage=stage,
+        kind=kind,
+        status=status,
+        metrics=metrics,
+        fingerprint="f" * 64,
+        started_at=100.0,
+        finished_at=112.5,
+        wandb_run_id="abc12345" if kind == "sft" else None,
+    )
     (d / "manifest.json").write_text(json.dumps(m))
 
 

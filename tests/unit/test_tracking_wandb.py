@@ -239,9 +239,15 @@ def test_hf_trainer_logs_into_the_stage_run(offline, tiny):
     data = [{"input_ids": x, "labels": x} for x in ids]
     with stage_run(cfg(), run_dir=offline, stage="sft", kind="sft", config={"stage": "sft"}) as h:
         args = TrainingArguments(
-            output_dir=str(offline / "trainer"), max_steps=2, logging_steps=1, per_device_train_batch_size=2,
-            use_cpu=True, report_to=h.report_to, save_strategy="no", disable_tqdm=True,
-        )  # fmt: skip
+            output_dir=str(offline / "trainer"),
+            max_steps=2,
+            logging_steps=1,
+            per_device_train_batch_size=2,
+            use_cpu=True,
+            report_to=h.report_to,
+            save_strategy="no",
+            disable_tqdm=True,
+        )
         Trainer(model=model, args=args, train_dataset=data).train()
         assert wandb.run is not None and wandb.run.id == h.run_id
     runs = offline_runs(offline)
