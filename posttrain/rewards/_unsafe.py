@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 GUARD_SOURCE = Path(__file__).with_name("_guard.py").read_text(encoding="utf-8")
@@ -33,6 +34,18 @@ _BOOTSTRAP = (
     "    exec(compile(d.pop('code'), '<sandbox>', 'exec'), g)\n"
     "_m()\n"
 )
+
+
+@dataclass(frozen=True)
+class SandboxResult:
+    """What both runners (``sandbox.run_python`` and this one) return."""
+
+    ok: bool  # exited with status 0 within the time limit
+    returncode: int | None  # negative: killed by that signal (bwrap's 128 + N); None: could not start
+    stdout: str
+    stderr: str
+    timed_out: bool
+    channel: bytes = b""  # what the program wrote to fd ``$POSTTRAIN_CHANNEL_FD`` (when asked for)
 
 
 @functools.lru_cache(maxsize=1)
@@ -75,8 +88,6 @@ def run_python(
     channel: bool,
 ):
     """Same contract as ``sandbox.run_python``, under the layers above only."""
-    from posttrain.rewards.sandbox import SandboxResult
-
     workdir = tempfile.mkdtemp(prefix="posttrain_sandbox_")
     env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": workdir, "TMPDIR": workdir, "LANG": "C.UTF-8"}
     cmd = [sys.executable, "-I", "-B", "-c", _BOOTSTRAP]

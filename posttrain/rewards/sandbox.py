@@ -62,6 +62,7 @@ from pathlib import Path
 from posttrain import PosttrainError
 from posttrain.rewards import _unsafe
 from posttrain.rewards._seccomp import bpf_program
+from posttrain.rewards._unsafe import SandboxResult
 
 UNSAFE_ENV = "POSTTRAIN_UNSAFE_CODE_REWARD"
 NOBODY = 65534
@@ -95,16 +96,6 @@ _SELF_CHECK = (
 
 class SandboxUnavailable(PosttrainError):
     """The OS boundary cannot be set up here and the user did not opt in to running without it."""
-
-
-@dataclass(frozen=True)
-class SandboxResult:
-    ok: bool  # exited with status 0 within the time limit
-    returncode: int | None  # negative: killed by that signal (bwrap's 128 + N); None: could not start
-    stdout: str
-    stderr: str
-    timed_out: bool
-    channel: bytes = b""  # what the program wrote to fd ``$POSTTRAIN_CHANNEL_FD`` (when asked for)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,120 @@
+"""Imports point one way: no cycles among the package's modules (counting imports inside functions),
+``data_recipes`` never imports ``posttrain``, tracking never imports stages, and one module owns the
+reasoning format's literals."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import posttrain
+
+ROOT = Path(posttrain.__file__).resolve().parents[1]
+PACKAGES = ("posttrain", "data_recipes")
+
+
+def modules() -> dict[str, Path]:
+    out = {}
+    for pkg in PACKAGES:
+        for p in (ROOT / pkg).rglob("*.py"):
+            name = ".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+            out[name] = p
+    return out
+
+
+def import_graph() -> dict[str, set[str]]:
+    mods = modules()
+
+    def owner(name: str) -> str | None:
+        while name and name not in mods:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    graph: dict[str, set[str]] = {m: set() for m in mods}
+    for m, path in mods.items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                targets = [f"{node.module}.{a.name}" for a in node.names]
+            else:
+                continue
+            for t in targets:
+                dep = owner(t)
+                # a module's own parent packages are imported by Python anyway: not an edge
+                if dep and dep != m and not m.startswith(dep + "."):
+                    graph[m].add(dep)
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    found = []
+    for root in graph:
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on.add(root)
+        while work:
+            v, it = work[-1]
+            w = next(it, None)
+            if w is not None:
+                if w not in index:
+                    index[w] = low[w] = len(index)
+                    stack.append(w)
+                    on.add(w)
+                    work.append((w, iter(sorted(graph[w]))))
+                elif w in on:
+                    low[v] = min(low[v], index[w])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[v])
+            if low[v] == index[v]:
+                comp = []
+                while True:
+                    w = stack.pop()
+                    on.discard(w)
+                    comp.append(w)
+                    if w == v:
+                        break
+                if len(comp) > 1:
+                    found.append(sorted(comp))
+    return found
+
+
+def test_cycle_finder_finds_a_cycle():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_import_cycles():
+    assert cycles(import_graph()) == []
+
+
+def test_layers_point_one_way():
+    graph = import_graph()
+    up = [(m, d) for m, deps in graph.items() if m.startswith("data_recipes") for d in deps]
+    assert not [e for e in up if e[1].startswith("posttrain")], "data_recipes imports posttrain"
+    assert not [
+        (m, d)
+        for m, deps in graph.items()
+        if m.startswith("posttrain.tracking")
+        for d in deps
+        if d.startswith("posttrain.stages")
+    ]
+
+
+def test_think_tags_are_defined_once():
+    """Only the data contract spells the tag literals; everything else imports them (via
+    ``posttrain.reasoning``). Docstrings and comments may mention them."""
+    literal = re.compile(r"""^(?![ ]*#).*=[^=\n]*["']</?think>["']""", re.M)
+    owners = [str(p.relative_to(ROOT)) for p in modules().values() if literal.search(p.read_text())]
+    assert owners == ["data_recipes/schema.py"], owners
