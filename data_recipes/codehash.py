@@ -1,8 +1,8 @@
 """The one code-fingerprint policy, shared by data builds and pipeline stages.
 
 A step's code version hashes the source of every module it can run: the entry module's transitive
-imports inside the given packages (module-level and function-level ``import`` statements, read from the
-source with ``ast``; the parent packages' ``__init__`` files, which run on import, count too), the files
+imports inside the given packages (module-level and function-level ``import`` statements and module
+names spelled as strings, read from the source with ``ast``; the parent packages' ``__init__`` files, which run on import, count too), the files
 next to a module that its source names (``chat_template.jinja``, ``_guard.py``: read at run time), and
 the versions of the third-party libraries named. So editing ``stages/base.py``, ``rewards/*`` or
 ``inference/budget.py`` reruns the stages that use them, and nothing else. Lives in ``data_recipes``,
@@ -43,9 +43,10 @@ def _owner(name: str, mods: dict[str, Path]) -> str | None:
 
 
 @functools.lru_cache(maxsize=4096)
-def _scan(path: Path, mtime_ns: int, size: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(imported names, string constants that name a file next to the module)."""
+def _scan(path: Path, mtime_ns: int, size: int) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """(imported names, short string constants, those that name a file next to the module)."""
     names: list[str] = []
+    strings: set[str] = set()
     data: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
@@ -53,24 +54,31 @@ def _scan(path: Path, mtime_ns: int, size: int) -> tuple[tuple[str, ...], tuple[
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names += [f"{node.module}.{a.name}" for a in node.names]
         elif isinstance(node, ast.Constant) and isinstance(node.value, str) and 0 < len(node.value) < 100:
+            strings.add(node.value)
             if "/" not in node.value and "." in node.value and (path.parent / node.value).is_file():
                 data.add(node.value)
-    return tuple(names), tuple(sorted(data))
+    return tuple(names), tuple(sorted(strings)), tuple(sorted(data))
 
 
-def _scanned(path: Path) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def _scanned(path: Path) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
     st = path.stat()
     return _scan(path, st.st_mtime_ns, st.st_size)
 
 
 def data_files(path: Path) -> list[Path]:
     """The files next to ``path`` that its source names (read at run time, so part of its code)."""
-    return [path.parent / n for n in _scanned(path)[1]]
+    return [path.parent / n for n in _scanned(path)[2]]
 
 
-def imports_of(path: Path, mods: dict[str, Path]) -> set[str]:
-    """The modules of ``mods`` that the source at ``path`` imports (absolute imports, at any depth)."""
-    return {o for t in _scanned(path)[0] if (o := _owner(t, mods))}
+def imports_of(path: Path, mods: dict[str, Path], *, by_name: bool = False) -> set[str]:
+    """The modules of ``mods`` that the source at ``path`` imports (absolute imports, at any depth).
+    ``by_name`` adds string constants that spell a module's full name: ``importlib.import_module``
+    tables such as ``data_recipes.domains.DOMAINS``, or the modules whose source the built-in tokenizer
+    is trained on. Fingerprints count those; the dependency graph does not (a name in a message or a
+    ``python -m`` command line is not an import)."""
+    names, strings, _ = _scanned(path)
+    found = {o for t in names if (o := _owner(t, mods))}
+    return found | {s for s in strings if s in mods} if by_name else found
 
 
 def import_graph(packages: tuple[str, ...]) -> dict[str, set[str]]:
@@ -83,7 +91,7 @@ def import_graph(packages: tuple[str, ...]) -> dict[str, set[str]]:
 
 
 def closure(entries: tuple[str, ...], packages: tuple[str, ...]) -> list[str]:
-    """The entry modules, everything they import transitively, and the parent packages of each."""
+    """The entry modules, everything they import transitively (by name too), and their parent packages."""
     mods = module_files(packages)
     seen: set[str] = set()
     todo = [e for e in entries if e in mods]
@@ -94,7 +102,7 @@ def closure(entries: tuple[str, ...], packages: tuple[str, ...]) -> list[str]:
         seen.add(m)
         parts = m.split(".")
         todo.extend(p for i in range(1, len(parts)) if (p := ".".join(parts[:i])) in mods)
-        todo.extend(imports_of(mods[m], mods) - seen)
+        todo.extend(imports_of(mods[m], mods, by_name=True) - seen)
     return sorted(seen)
 
 

@@ -202,5 +202,5 @@ CHECKS = {"sft": _sft, "dpo": _dpo, "grpo": _grpo, "preference": _preference, "m
 
 def check_stage(name: str, cfg: Any, *, world: int = 1) -> None:
     """Raise ``PosttrainError("stage.<name>.<key>: <reason>")`` for the first bad value of ``cfg``."""
-    for key, why in CHECKS[cfg.kind](cfg, world):
+    for key, why in CHECKS.get(cfg.kind, lambda *_: [])(cfg, world):
         raise PosttrainError(f"stage.{name}.{key}: {why}")

@@ -5,7 +5,9 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-KINDS = ("sft", "preference", "dpo", "grpo", "merge", "eval")
+from posttrain.config.schema import STAGE_SCHEMAS
+
+KINDS = tuple(STAGE_SCHEMAS)  # a kind exists when its schema is registered (one registry, not two)
 
 
 def stage_module(kind: str) -> ModuleType:

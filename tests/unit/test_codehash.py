@@ -20,7 +20,10 @@ def pkg(tmp_path, monkeypatch):
     (root / "sub").mkdir(parents=True)
     (root / "__init__.py").write_text("")
     (root / "sub" / "__init__.py").write_text("")
-    (root / "entry.py").write_text(f"def f():\n    from {PKG}.sub import dep\n    return dep\n")
+    (root / "entry.py").write_text(
+        f"TABLE = {{'x': '{PKG}.named'}}  # imported by name\n\ndef f():\n    from {PKG}.sub import dep\n"
+    )
+    (root / "named.py").write_text("Y = 2\n")
     (root / "sub" / "dep.py").write_text(
         'from pathlib import Path\nT = Path(__file__).with_name("t.jinja")\n'
     )
@@ -39,13 +42,19 @@ def version(root):
 
 def test_closure_follows_function_level_imports_and_parents(pkg):
     assert codehash.closure((f"{PKG}.entry",), (PKG,)) == sorted(
-        [PKG, f"{PKG}.entry", f"{PKG}.sub", f"{PKG}.sub.dep"]
+        [PKG, f"{PKG}.entry", f"{PKG}.named", f"{PKG}.sub", f"{PKG}.sub.dep"]
     )
 
 
 @pytest.mark.parametrize(
     ("path", "changes"),
-    [("sub/dep.py", True), ("sub/t.jinja", True), ("sub/__init__.py", True), ("other.py", False)],
+    [
+        ("sub/dep.py", True),
+        ("sub/t.jinja", True),
+        ("sub/__init__.py", True),
+        ("named.py", True),
+        ("other.py", False),
+    ],
 )
 def test_version_changes_exactly_with_the_code_that_runs(pkg, path, changes):
     before = version(pkg)
