@@ -52,45 +52,16 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from posttrain import PosttrainError  # noqa: E402
-from posttrain.pipeline.manifest import load_manifest  # noqa: E402
-from posttrain.pipeline.status import stage_dirs  # noqa: E402
+from posttrain.pipeline.rundir import RunDir  # noqa: E402
 
 DEFAULT_RUN_DIR = "runs/demo"
-NOT_TRAINED = ("init", "eval")  # 00_init is the random model; eval stages only re-point to their input
 
 
 def final_checkpoint(run_dir: str | Path) -> dict[str, Any]:
-    """The pipeline's final checkpoint: the last stage (in ``pipeline.json`` order) that is neither init
-    nor eval and whose manifest says ``done``; ``PosttrainError`` when there is none. The returned
-    ``unfinished_later_stages`` names later training stages that are not done (a warning is printed)."""
-    run_dir = Path(run_dir)
+    """The pipeline's final checkpoint (``RunDir.final_checkpoint``); a warning names any later training
+    stage that is not done."""
     hint = f"run `make demo` (or `posttrain run pipeline=nano2_tiny run_dir={run_dir}`) first, or pass --checkpoint"
-    if not (run_dir / "pipeline.json").exists():
-        raise PosttrainError(f"{run_dir}: no pipeline run there (no pipeline.json); {hint}")
-    unfinished = []
-    for d in reversed(stage_dirs(run_dir)):
-        m = load_manifest(d)
-        if m is not None and m.kind in NOT_TRAINED:
-            continue
-        if m is None or m.status != "done":
-            unfinished.append(f"{d.name} ({m.status if m else 'pending'})")
-            continue
-        # The manifest's path is relative to where `posttrain run` ran; the stage dir's own `checkpoint`
-        # (a dir, or a relative symlink for pass-through stages) also works in a copied run dir.
-        ckpt = d / "checkpoint" if (d / "checkpoint").exists() else Path(m.checkpoint or "")
-        if not m.checkpoint or not ckpt.exists():
-            raise PosttrainError(f"{d}: stage done but its checkpoint {m.checkpoint!r} is missing; {hint}")
-        return {
-            "path": str(ckpt),
-            "stage": m.stage,
-            "stage_dir": d.name,
-            "kind": m.kind,
-            "fingerprint": m.fingerprint,
-            "manifest_checkpoint": m.checkpoint,
-            "finished_at": m.finished_at,
-            "unfinished_later_stages": unfinished[::-1],
-        }
-    raise PosttrainError(f"{run_dir}: no finished training stage ({', '.join(unfinished) or 'none'}); {hint}")
+    return RunDir(run_dir).final_checkpoint(hint)
 
 
 def interleave(rows: list[dict], n: int) -> list[dict]:

@@ -22,6 +22,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from posttrain.pipeline.rundir import RunDir
+
 VOLATILE = re.compile(r"(runtime|per_second|preparation_time|step_time|^time)$")
 PER_CALL = {
     "train_loss": "HF's train_loss averages the steps run in this train() call only",
@@ -45,13 +47,6 @@ class Difference:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def _stage_dirs(run: Path) -> list[str]:
-    try:
-        return ["00_init", *json.loads((run / "pipeline.json").read_text())["stages"]]
-    except (OSError, ValueError, KeyError):
-        return ["00_init"]
 
 
 def _manifest(d: Path) -> dict[str, Any]:
@@ -159,6 +154,6 @@ def compare_runs(ref: str | Path, got: str | Path) -> list[Difference]:
         not gdata.exists() or json.loads(rdata.read_text())["files"] != json.loads(gdata.read_text())["files"]
     ):
         diffs.append(Difference("data", "data.files.json", "same hashes", "differ"))
-    for name in _stage_dirs(ref):
+    for name in RunDir(ref).order():
         diffs += compare_stage(ref, got, name)
     return diffs

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from posttrain.pipeline.manifest import ManifestError, load_manifest, read_json
+from posttrain.pipeline.rundir import RunDir
 
 KEY_METRICS = (
     "train_loss",
@@ -23,16 +23,6 @@ KEY_METRICS = (
 )
 
 
-def stage_dirs(run_dir: Path) -> list[Path]:
-    """``00_init`` and the stages in ``pipeline.json`` order (every ``NN_*`` dir if it is unreadable)."""
-    order = run_dir / "pipeline.json"
-    try:
-        names = read_json(order)["stages"] if order.exists() else []
-    except (ManifestError, KeyError, TypeError):
-        names = sorted(p.name for p in run_dir.glob("[0-9][0-9]_*") if p.is_dir() and p.name != "00_init")
-    return [run_dir / n for n in ["00_init", *names]]
-
-
 def _slurm_states(ids: list[str]) -> dict[str, str]:
     from posttrain.launch.slurm import job_states, slurm_available
 
@@ -43,16 +33,17 @@ def _slurm_states(ids: list[str]) -> dict[str, str]:
 
 def status_rows(run_dir: Path) -> list[dict[str, Any]]:
     rows = []
-    for d in stage_dirs(run_dir):
-        try:
-            m = load_manifest(d)
-        except ManifestError as e:  # shown as a row, so one bad file does not hide the others
+    for e in RunDir(run_dir).stages():
+        m, d = e.manifest, e.dir
+        if m is None:  # pending, or unreadable: shown as a row, so one bad file does not hide the others
             rows.append(
-                {"stage": d.name.split("_", 1)[1], "dir": d.name, "status": "unreadable", "error": str(e)}
+                {
+                    "stage": e.name,
+                    "dir": d.name,
+                    "status": e.status,
+                    **({"error": e.error} if e.error else {}),
+                }
             )
-            continue
-        if m is None:
-            rows.append({"stage": d.name.split("_", 1)[1], "dir": d.name, "status": "pending"})
             continue
         rows.append(
             {

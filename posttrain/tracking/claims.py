@@ -18,31 +18,24 @@ A missing stage or metric makes its check ``None`` (not run), never a pass.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
+
+from posttrain.pipeline.manifest import Manifest
+from posttrain.pipeline.rundir import RunDir
 
 FEWER = 0.6  # "far fewer": at least 40 % fewer generated tokens
 KEEP = 0.1  # "keeps answers well-formed": at most 10 points below the uncut format share
 
 
-def _manifests(run_dir: Path) -> list[dict[str, Any]]:
-    out = []
-    for p in sorted(run_dir.glob("[0-9]*_*/manifest.json")):
-        m = json.loads(p.read_text())
-        if m.get("status") == "done":
-            out.append(m)
-    return out
-
-
-def _last(ms: list[dict[str, Any]], kind: str) -> dict[str, Any] | None:
-    found = [m for m in ms if m.get("kind") == kind]
-    return (found[-1].get("metrics") or {}) if found else None
+def _last(ms: list[Manifest], kind: str) -> dict[str, Any] | None:
+    found = [m for m in ms if m.kind == kind]
+    return (found[-1].metrics or {}) if found else None
 
 
 def demo_checks(run_dir: str | Path) -> list[dict[str, Any]]:
     """``[{claim, evidence, passed}]`` for the five claims; ``passed`` is None when not measurable."""
-    ms = _manifests(Path(run_dir))
+    ms = RunDir(run_dir).done()
     ev, grpo = _last(ms, "eval"), _last(ms, "grpo")
     rows = []
 

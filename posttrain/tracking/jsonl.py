@@ -29,13 +29,6 @@ def append_metrics(path: str | Path, record: dict[str, Any]) -> None:
         f.write(json.dumps(record, default=float) + "\n")
 
 
-def read_metrics(path: str | Path) -> list[dict[str, Any]]:
-    path = Path(path)
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
 class MetricsCallback(TrainerCallback):
     """Writes ``{"step", "time", **logs}`` records; raises on NaN/inf loss (rank 0 only)."""
 

@@ -16,32 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from posttrain import PosttrainError
+from posttrain.pipeline.manifest import ManifestError
+from posttrain.pipeline.rundir import RunDir
 from posttrain.tracking.claims import checks_markdown, demo_checks
 
 KEY_METRICS = ("train_loss", "final_eval_loss", "eval_loss", "reward", "accuracy_on", "accuracy_off")
 _NOISE = re.compile(r"(runtime|per_second|flos|epoch|num_tokens|resumed_from|global_step)")
-
-
-def stage_dirs(run_dir: Path) -> list[Path]:
-    """Stage folders with a manifest: ``00_init`` then ``pipeline.json``'s order, then any others."""
-    order = ["00_init"]
-    if (run_dir / "pipeline.json").exists():
-        order += json.loads((run_dir / "pipeline.json").read_text()).get("stages", [])
-    seen = [d for d in dict.fromkeys(order) if (run_dir / d / "manifest.json").exists()]
-    extra = sorted(p.parent.name for p in run_dir.glob("[0-9]*_*/manifest.json") if p.parent.name not in seen)
-    return [run_dir / d for d in seen + extra]
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """Records of a ``metrics.jsonl``; a line cut short by a killed process is skipped."""
-    out = []
-    if path.exists():
-        for line in path.read_text().splitlines():
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return out
 
 
 def _num(v: Any) -> bool:
@@ -132,8 +112,9 @@ def render_report(run_dir: Path) -> dict[str, Path]:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise PosttrainError(f"posttrain report: {run_dir} is not a directory")
-    dirs = stage_dirs(run_dir)
-    if not dirs:
+    run = RunDir(run_dir)
+    entries = [e for e in run.stages() if e.manifest is not None or e.error]
+    if not entries:
         raise PosttrainError(
             f"posttrain report: {run_dir} has no stage manifests (<NN>_<stage>/manifest.json); "
             "is it a pipeline run_dir?"
@@ -141,27 +122,31 @@ def render_report(run_dir: Path) -> dict[str, Path]:
     out_dir = run_dir / "report"
     out: dict[str, Path] = {}
     rows, images = [], []
-    for d in dirs:
-        m = json.loads((d / "manifest.json").read_text())
-        wall = m.get("finished_at") and m.get("started_at") and m["finished_at"] - m["started_at"]
-        records = read_jsonl(d / "metrics.jsonl")
+    for e in entries:
+        m, name = e.manifest, e.dir.name
+        try:
+            records, _ = run.metrics(e)
+            note = e.error
+        except ManifestError as err:  # a corrupt metrics file: the row says so, the others still render
+            records, note = [], str(err)
         steps = max((r["step"] for r in records if _num(r.get("step"))), default=None)
+        wall = m.wall_s if m else None
         rows.append(
             [
-                d.name,
-                m.get("kind", ""),
-                m.get("status", ""),
+                name,
+                m.kind if m else "",
+                e.status,
                 f"{wall:.1f}" if wall else "",
                 steps,
-                key_metrics(m.get("metrics") or {}),
-                (m.get("fingerprint") or "")[:10],
-                m.get("wandb_run_id"),
+                note or key_metrics(m.metrics or {}),
+                (m.fingerprint or "")[:10] if m else "",
+                m.wandb_run_id if m else None,
             ]
         )
         panels = curves(records)
         if panels:
-            out[d.name] = plot_curves(d.name, panels, out_dir / f"{d.name}_curves.png")
-            images += [f"### {d.name}", "", f"![{d.name} curves]({d.name}_curves.png)", ""]
+            out[name] = plot_curves(name, panels, out_dir / f"{name}_curves.png")
+            images += [f"### {name}", "", f"![{name} curves]({name}_curves.png)", ""]
     header = ["stage", "kind", "status", "wall s", "steps", "key metrics", "fingerprint", "W&B run"]
     lines = [f"# Run report: `{run_dir.resolve().name}`", "", "## Stages", "", *_table(header, rows)]
     checks = demo_checks(run_dir)

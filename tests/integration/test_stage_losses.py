@@ -13,8 +13,9 @@ from stage_helpers import make_inputs, structured
 from posttrain import PosttrainError
 from posttrain.config.schema import DPOStageConfig, MergeStageConfig, SFTStageConfig
 from posttrain.models import load_model
+from posttrain.pipeline.rundir import read_metrics
 from posttrain.stages import dpo, merge, sft
-from posttrain.tracking.jsonl import MetricsCallback, read_metrics
+from posttrain.tracking.jsonl import MetricsCallback
 
 pytestmark = pytest.mark.integration
 
@@ -39,7 +40,7 @@ def _sft(tmp_path, init_ckpt, sft_data, steps=6, **kw):
     )
     out = sft.run(cfg, inputs)
     return out, {
-        r["step"]: r["loss"] for r in read_metrics(inputs.stage_dir / "metrics.jsonl") if "loss" in r
+        r["step"]: r["loss"] for r in read_metrics(inputs.stage_dir / "metrics.jsonl")[0] if "loss" in r
     }
 
 
@@ -82,7 +83,7 @@ def test_dpo_loss_at_step_one_is_ln2(tmp_path, init_ckpt, sft_data):
         DPOStageConfig, max_steps=2, logging_steps=1, save_steps=100, per_device_train_batch_size=4
     )
     out = dpo.run(cfg, inputs)
-    first = read_metrics(inputs.stage_dir / "metrics.jsonl")[0]
+    first = read_metrics(inputs.stage_dir / "metrics.jsonl")[0][0]
     assert first["loss"] == pytest.approx(math.log(2), abs=1e-4)
     assert out.metrics["pairs"] == 16
 
@@ -101,7 +102,7 @@ def test_dpo_combined_losses_add_the_weighted_nll(tmp_path, init_ckpt, sft_data,
         loss_weights=weights,
     )
     dpo.run(cfg, inputs)
-    first = read_metrics(inputs.stage_dir / "metrics.jsonl")[0]["loss"]
+    first = read_metrics(inputs.stage_dir / "metrics.jsonl")[0][0]["loss"]
     if weights[1] == 0:
         assert first == pytest.approx(math.log(2), abs=1e-4)
     else:
