@@ -52,6 +52,7 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from posttrain import PosttrainError  # noqa: E402
+from posttrain.config.commands import SweepConfig  # noqa: E402
 from posttrain.pipeline.rundir import RunDir  # noqa: E402
 
 DEFAULT_RUN_DIR = "runs/demo"
@@ -157,18 +158,21 @@ def sha256(path: Path) -> str | None:
     return hashlib.sha256(f.read_bytes()).hexdigest() if f.is_file() else None
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--run-dir", default=DEFAULT_RUN_DIR, help="pipeline run dir (default: %(default)s)")
     ap.add_argument("--checkpoint", default=None, help="HF checkpoint dir (default: the run's final stage)")
     ap.add_argument("--data", default=None, help="data dir with an rl/ view (default: <run-dir>/data)")
-    ap.add_argument("--split", default="test")
-    ap.add_argument("--max-per-category", type=int, default=8)
-    ap.add_argument("--budgets", default="0,4,8,16,32,none")
-    ap.add_argument("--max-tokens", type=int, default=96)
-    ap.add_argument("--grace", type=int, default=4, help="grace window (tiny-scale; 500 at full scale)")
+    sweep = SweepConfig()  # the sweep defaults every command shares (config/schema.py)
+    ap.add_argument("--split", default=sweep.split)
+    ap.add_argument("--max-per-category", type=int, default=sweep.max_per_category)
+    ap.add_argument("--budgets", default=",".join("none" if b is None else str(b) for b in sweep.budgets))
+    ap.add_argument("--max-tokens", type=int, default=sweep.max_tokens)
+    ap.add_argument(
+        "--grace", type=int, default=sweep.grace, help="grace window (tiny-scale; 500 at full scale)"
+    )
     ap.add_argument("--batch-size", type=int, default=8, help="the batched throughput row")
-    ap.add_argument("--sweep-batch-size", type=int, default=16)
+    ap.add_argument("--sweep-batch-size", type=int, default=sweep.batch_size)
     ap.add_argument("--tp-prompts", type=int, default=8, help="prompts in each throughput row")
     ap.add_argument("--tp-budget", type=int, default=16, help="budget of the budgeted throughput rows")
     ap.add_argument("--headline-budget", type=int, default=16)
@@ -176,7 +180,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reps", type=int, default=2, help="timed repeats per throughput row")
     ap.add_argument("--sweep-threads", type=int, default=1)
     ap.add_argument("--out-dir", default=str(Path(__file__).parent / "results"))
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         return run(args)
     except PosttrainError as e:

@@ -177,6 +177,19 @@ class MergeStageConfig(StageConfig):
 
 
 @dataclass
+class SweepConfig:
+    """The accuracy-versus-budget sweep (``posttrain.inference.sweep.budget_sweep``): the defaults of
+    ``eval budget``, ``ablate``, ``bench/budget.py`` and the eval stage's ``sweep_*`` fields."""
+
+    budgets: list[Any] = _f([0, 4, 8, 16, 32, None], "Thinking budgets in tokens; null is no budget.")
+    max_tokens: int = _f(96, "Generated tokens per answer (reasoning + answer).")
+    grace: int = _f(4, "Newline grace window after the budget (tokens); 500 at full scale.")
+    max_per_category: int = _f(16, "Held-out prompts per category.")
+    split: str = _f("test", "Held-out split of the RL view.")
+    batch_size: int = _f(16, "Prompts per generation batch.")
+
+
+@dataclass
 class EvalStageConfig(StageConfig):
     kind: str = "eval"
     split: str = _f("test", "Held-out split of the RL view; `test+validation` joins splits.")
@@ -196,7 +209,7 @@ class EvalStageConfig(StageConfig):
     interleave_modes: bool = _f(
         False, "Evaluate each prompt in one mode, cycling through `modes` per category (N prompts, N runs)."
     )
-    sweep_grace: int = _f(4, "Newline grace window (tokens) of the budget sweep.")
+    sweep_grace: int = _f(SweepConfig.grace, "Newline grace window (tokens) of the budget sweep.")
 
 
 STAGE_SCHEMAS: dict[str, type[StageConfig]] = {

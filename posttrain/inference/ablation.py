@@ -25,7 +25,6 @@ from posttrain.inference.sweep import budget_sweep, check_budgets, load_rows, pa
 
 VARIANTS = {"with_truncation": "nano2_tiny", "no_truncation": "nano2_tiny_notrunc"}
 METRICS = ("well_formed", "accuracy", "mean_thinking_tokens", "mean_total_tokens", "respected_budget")
-KEYS = {"out", "budgets", "stages", "max_tokens", "grace", "max_per_category", "seeds", "seed"}
 
 
 def train_variants(out: Path, stages: str, seed: int, extra: list[str]) -> dict[str, str]:
@@ -100,7 +99,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
 
 
 def run_ablation(
-    out: Path, *, budgets, stages="sft", max_tokens=96, grace=4, max_per_category=16, seeds=(0,), extra=()
+    out: Path, *, budgets, stages: str, max_tokens: int, grace: int, max_per_category: int, seeds, extra=()
 ) -> list[dict[str, Any]]:
     """Train both variants per seed, sweep budgets on each, write the reports; returns the aggregate."""
     from posttrain.models import load_model, load_tokenizer
@@ -130,41 +129,34 @@ def run_ablation(
     return rows
 
 
-def parse_seeds(kv: dict[str, str]) -> list[int]:
-    raw = kv.get("seeds", kv.get("seed", "0"))
-    try:
-        seeds = [int(s) for s in raw.strip("[]").split(",") if s.strip()]
-    except ValueError:
-        raise PosttrainError(f"seeds: expected integers like seeds=[0,1,2], got {raw!r}") from None
-    if not seeds:
-        raise PosttrainError("seeds: empty list; e.g. seeds=[0,1,2]")
-    return seeds
-
-
 def ablation_main(argv: list[str]) -> int:
+    """``posttrain ablate truncation out=<dir> [key=value ...] [-- hydra overrides]``; the settings and
+    their defaults are ``posttrain.config.commands.AblateConfig`` (the sweep's are ``SweepConfig``)."""
+    from posttrain.config.commands import AblateConfig, parse_command
+
+    prog = "posttrain ablate truncation"
     if not argv or argv[0] != "truncation":
-        raise PosttrainError(
-            "usage: posttrain ablate truncation out=<dir> [budgets=[...]] [stages=sft|all] [seeds=[0,1,2]] ..."
-        )
+        raise PosttrainError(f"usage: {prog} out=<dir> [key=value ...]; see `{prog} --help`")
     extra: list[str] = []
     args = argv[1:]
     if "--" in args:
         i = args.index("--")
         args, extra = args[:i], args[i + 1 :]
-    kv = dict(a.split("=", 1) for a in args if "=" in a)
-    unknown = set(kv) - KEYS
-    if unknown or "out" not in kv:
-        raise PosttrainError(f"ablate truncation: needs out=<dir>; unknown keys {sorted(unknown)}")
-    out = Path(kv["out"])
+    cfg = parse_command(AblateConfig, args, prog)
+    if cfg is None:
+        return 0
+    if not cfg.seeds:
+        raise PosttrainError("seeds: empty list; e.g. seeds=[0,1,2]")
+    out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = run_ablation(
         out,
-        budgets=parse_budgets(kv.get("budgets", "[0,4,8,16,32,none]")),
-        stages=kv.get("stages", "sft"),
-        max_tokens=int(kv.get("max_tokens", 96)),
-        grace=int(kv.get("grace", 4)),
-        max_per_category=int(kv.get("max_per_category", 16)),
-        seeds=parse_seeds(kv),
+        budgets=parse_budgets(cfg.budgets),
+        stages=cfg.stages,
+        max_tokens=cfg.max_tokens,
+        grace=cfg.grace,
+        max_per_category=cfg.max_per_category,
+        seeds=list(cfg.seeds),
         extra=extra,
     )
     print(to_markdown(rows))

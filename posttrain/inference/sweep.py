@@ -20,11 +20,6 @@ from posttrain import PosttrainError
 from posttrain.inference.budget import DEFAULT_GRACE_TOKENS, generate_budgeted
 from posttrain.inference.generate import render_prompts, with_reasoning_mode
 
-USAGE = (
-    "posttrain eval budget <checkpoint> budgets=[0,8,16,32,64,128,none] out=<dir> data=<data dir> "
-    "[split=test max_per_category=8 max_tokens=256 grace=500 batch_size=8 dtype=float32]"
-)
-
 
 def parse_budgets(value: str | list[Any]) -> list[int | None]:
     """``"[0,8,none]"`` (or a list) -> ``[0, 8, None]``; ``none``/``null``/``unlimited`` mean no budget."""
@@ -233,81 +228,35 @@ def write_report(
     return paths
 
 
-def parse_kv(argv: list[str]) -> tuple[str | None, dict[str, str]]:
-    ckpt, kv = None, {}
-    for a in argv:
-        if "=" in a:
-            k, v = a.split("=", 1)
-            kv[k.strip()] = v.strip()
-        elif ckpt is None:
-            ckpt = a
-        else:
-            raise PosttrainError(f"unexpected argument {a!r}; usage: {USAGE}")
-    return kv.pop("checkpoint", ckpt), kv
-
-
 def eval_budget_main(argv: list[str]) -> int:
-    """``posttrain eval budget <checkpoint> budgets=[...] out=<dir> data=<dir> [key=value ...]`` (argv after ``budget``)."""
-    if any(a in ("-h", "--help") for a in argv):
-        print(USAGE)
+    """``posttrain eval budget <checkpoint> out=<dir> data=<dir> [key=value ...]`` (argv after
+    ``budget``); the settings and their defaults are ``posttrain.config.commands.EvalBudgetConfig``."""
+    from posttrain.config.commands import EvalBudgetConfig, parse_command
+
+    cfg = parse_command(EvalBudgetConfig, argv, "posttrain eval budget", positional=("checkpoint",))
+    if cfg is None:
         return 0
-    ckpt, kv = parse_kv(argv)
-    known = {
-        "budgets",
-        "out",
-        "data",
-        "split",
-        "max_per_category",
-        "max_tokens",
-        "grace",
-        "batch_size",
-        "dtype",
-    }
-    for k in kv:
-        if k not in known:
-            raise PosttrainError(f"{k}: unknown parameter; usage: {USAGE}")
-    for k in ("out", "data"):
-        if not kv.get(k):
-            raise PosttrainError(f"{k}: required; usage: {USAGE}")
-    if not ckpt:
-        raise PosttrainError(f"checkpoint: required; usage: {USAGE}")
-    ints = {}
-    for k, default in (
-        ("max_per_category", 8),
-        ("max_tokens", 256),
-        ("grace", DEFAULT_GRACE_TOKENS),
-        ("batch_size", 8),
-    ):
-        try:
-            ints[k] = int(kv.get(k, default))
-        except ValueError:
-            raise PosttrainError(f"{k}: expected an integer, got {kv[k]!r}") from None
-    budgets = parse_budgets(kv.get("budgets", "[0,8,16,32,64,128,none]"))
-    check_budgets(budgets, ints["max_tokens"])
+    budgets = parse_budgets(cfg.budgets)
+    check_budgets(budgets, cfg.max_tokens)
     from posttrain.models import load_model, load_tokenizer
 
+    ckpt = cfg.checkpoint
     tok = load_tokenizer(ckpt, what="checkpoint")  # raises when there is no chat template
-    model = load_model(ckpt, dtype=kv.get("dtype", "float32"), what="checkpoint")
-    rows = load_rows(kv["data"], kv.get("split", "test"), ints["max_per_category"])
+    model = load_model(ckpt, dtype=cfg.dtype, what="checkpoint")
+    rows = load_rows(cfg.data, cfg.split, cfg.max_per_category)
     res = budget_sweep(
-        model,
-        tok,
-        rows,
-        budgets,
-        max_tokens=ints["max_tokens"],
-        grace=ints["grace"],
-        batch_size=ints["batch_size"],
+        model, tok, rows, budgets, max_tokens=cfg.max_tokens, grace=cfg.grace, batch_size=cfg.batch_size
     )
     meta = {
         "checkpoint": str(ckpt),
-        "data": kv["data"],
-        "split": kv.get("split", "test"),
+        "data": cfg.data,
+        "split": cfg.split,
         "budgets": budgets,
-        "max_tokens": ints["max_tokens"],
-        "grace": ints["grace"],
+        "max_tokens": cfg.max_tokens,
+        "grace": cfg.grace,
         "n_prompts": len(rows),
     }
-    paths = write_report(res, kv["out"], meta)
+    paths = write_report(res, cfg.out, meta)
     print(to_markdown([r for r in res if r["domain"] == "all"]), end="")
     print(f"wrote {paths['json']}, {paths['md']}, {paths['png']}")
     return 0

@@ -9,7 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from posttrain import PosttrainError
-from posttrain.inference.ablation import METRICS, aggregate, parse_seeds, to_markdown
+from posttrain.config.commands import AblateConfig, parse_command
+from posttrain.inference.ablation import METRICS, ablation_main, aggregate, to_markdown
 
 metric = st.floats(min_value=0, max_value=100, allow_nan=False)
 
@@ -41,11 +42,17 @@ def test_aggregate_is_mean_and_std_per_budget_and_variant(items):
     assert to_markdown(agg).count("\n") == len(agg) + 2
 
 
+def seeds_of(*args):
+    return parse_command(AblateConfig, ["out=x", *args], "posttrain ablate truncation").seeds
+
+
 def test_parse_seeds():
-    assert parse_seeds({"seeds": "[0,1,2]"}) == [0, 1, 2]
-    assert parse_seeds({"seed": "3"}) == [3]
-    assert parse_seeds({}) == [0]
+    assert seeds_of("seeds=[0,1,2]") == [0, 1, 2]
+    assert seeds_of("seeds=[3]") == [3]
+    assert seeds_of() == [0]
     with pytest.raises(PosttrainError, match="seeds"):
-        parse_seeds({"seeds": "[a]"})
+        seeds_of("seeds=[a]")
     with pytest.raises(PosttrainError, match="seeds"):
-        parse_seeds({"seeds": "[]"})
+        ablation_main(["truncation", "out=x", "seeds=[]"])
+    with pytest.raises(PosttrainError, match="unknown_key"):
+        ablation_main(["truncation", "out=x", "unknown_key=1"])

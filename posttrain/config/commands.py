@@ -1,0 +1,84 @@
+"""Structured configs of the commands other than ``run``, and their one ``key=value`` grammar.
+
+``posttrain eval budget``, ``posttrain ablate truncation`` and ``bench/budget.py`` read their
+settings with ``parse_command``. It merges ``key=value`` arguments (OmegaConf dotlist syntax: lists as
+``[0,8,null]``) into the command's dataclass in struct mode. An unknown key fails, naming the key; a
+wrong type fails, naming the key and the value. ``--help`` prints each field's help text. The budget
+sweep's settings are defined once, in ``SweepConfig``, and every sweep uses those defaults.
+"""
+
+from __future__ import annotations
+
+from dataclasses import MISSING, dataclass, fields
+from typing import Any
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from posttrain import PosttrainError
+from posttrain.config.schema import SweepConfig, _f
+
+__all__ = ["COMMANDS", "AblateConfig", "EvalBudgetConfig", "SweepConfig", "parse_command", "usage"]
+
+
+@dataclass
+class EvalBudgetConfig(SweepConfig):
+    """``posttrain eval budget <checkpoint> out=<dir> data=<data dir> [key=value ...]``."""
+
+    checkpoint: str = _f("???", "HF checkpoint dir (positional).")
+    out: str = _f("???", "Output dir for budget.json, budget.md and budget.png.")
+    data: str = _f("???", "Data dir with an rl/ view (a run's <run_dir>/data).")
+    dtype: str = _f("float32", "Model dtype.")
+
+
+@dataclass
+class AblateConfig(SweepConfig):
+    """``posttrain ablate truncation out=<dir> [key=value ...] [-- hydra overrides]``."""
+
+    out: str = _f("???", "Output dir: one run dir per seed and variant, ablation.{json,md,png}.")
+    stages: str = _f("sft", "Train `sft` only, or `all` stages of each variant.")
+    seeds: list[int] = _f([0], "Pipeline seeds (model init and data order), e.g. [0,1,2].")
+
+
+COMMANDS: dict[str, type] = {"eval_budget": EvalBudgetConfig, "ablate": AblateConfig, "sweep": SweepConfig}
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, list):
+        return "[" + ",".join(_show(v) for v in value) + "]"
+    return str(value)
+
+
+def usage(schema: type, prog: str) -> str:
+    """The ``--help`` text: the schema's docstring, then every field with its default and help."""
+    lines = [f"usage: {prog}", "", (schema.__doc__ or "").strip(), ""]
+    for f in fields(schema):
+        default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
+        lines += [f"  {f.name}={_show(default)}", f"      {f.metadata.get('help', '')}"]
+    return "\n".join(lines)
+
+
+def parse_command(schema: type, argv: list[str], prog: str, positional: tuple[str, ...] = ()) -> Any:
+    """``argv`` (``key=value`` items, plus ``positional`` fields given bare, in order) merged into
+    ``schema``. Returns the typed config object, or None after printing ``--help``."""
+    if any(a in ("-h", "--help") for a in argv):
+        print(usage(schema, prog))
+        return None
+    bare = [a for a in argv if "=" not in a]
+    if len(bare) > len(positional):
+        raise PosttrainError(f"{prog}: unexpected argument {bare[len(positional)]!r}; use key=value")
+    items = [f"{k}={v}" for k, v in zip(positional, bare)] + [a for a in argv if "=" in a]
+    base = OmegaConf.structured(schema)
+    try:
+        cfg = OmegaConf.merge(base, OmegaConf.from_dotlist(items))
+        missing = sorted(OmegaConf.missing_keys(cfg))
+    except OmegaConfBaseException as e:
+        key = getattr(e, "full_key", None) or "?"
+        known = ", ".join(f.name for f in fields(schema))
+        first = str(e).strip().splitlines()[0]
+        raise PosttrainError(f"{prog}: {key}: {first} (keys: {known})") from None
+    if missing:
+        raise PosttrainError(f"{prog}: {missing[0]}: required; see `{prog} --help`")
+    return OmegaConf.to_object(cfg)
