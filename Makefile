@@ -46,8 +46,8 @@ demo: install
 	$(BIN)/posttrain run pipeline=nano2_tiny run_dir=$(RUN_DIR)
 	@echo "== held-out eval: final model vs baselines ($(RUN_DIR)/05_eval/eval.md; curves in $(RUN_DIR)/report/) =="
 	@head -n 17 $(RUN_DIR)/05_eval/eval.md
-	@echo "== what this run shows (posttrain report $(RUN_DIR) --claims) =="
-	@$(BIN)/posttrain report $(RUN_DIR) --claims | tail -n +2
+	@echo "== what this run shows (posttrain report $(RUN_DIR) claims=true) =="
+	@$(BIN)/posttrain report $(RUN_DIR) claims=true | tail -n +2
 
 # The recipe on a real pretrained model (SmolLM2-135M-Instruct, offline from a wheel), < 60 min on 2 cores.
 demo-real: install

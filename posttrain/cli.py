@@ -1,7 +1,7 @@
 """``posttrain`` command line.
 
 posttrain run pipeline=<name> run_dir=<dir> [hydra overrides...]   (full Hydra grammar, -m sweeps)
-posttrain status <dir> [--json]
+posttrain status <dir> [json=true]
 posttrain data build recipe=<name> out=<dir> [field=value ...]
 posttrain data inspect <dir>
 posttrain serve <checkpoint> [--host 127.0.0.1] [--port 8000] [--max-concurrency 8] [--max-body-bytes N] ...
@@ -11,7 +11,6 @@ posttrain eval budget <checkpoint> budgets=[0,8,16,none] out=<dir> data=<data di
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
@@ -100,12 +99,12 @@ def cmd_run(argv: list[str]) -> int:
 
 
 def cmd_status(argv: list[str]) -> int:
+    from posttrain.config.commands import StatusConfig, parse_command
     from posttrain.pipeline.status import print_status, status_rows
 
-    p = argparse.ArgumentParser(prog="posttrain status", description="Show the stages of a run.")
-    p.add_argument("run_dir")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-    a = p.parse_args(argv)
+    a = parse_command(StatusConfig, argv, "posttrain status", ("run_dir",))
+    if a is None:
+        return 0
     if not Path(a.run_dir).is_dir():
         raise PosttrainError(f"run dir {a.run_dir} does not exist")
     if a.json:

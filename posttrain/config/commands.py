@@ -1,7 +1,7 @@
 """Structured configs of the commands other than ``run``, and their one ``key=value`` grammar.
 
-``posttrain eval budget``, ``posttrain ablate truncation`` and ``bench/budget.py`` read their
-settings with ``parse_command``. It merges ``key=value`` arguments (OmegaConf dotlist syntax: lists as
+``posttrain eval budget``, ``ablate truncation``, ``status`` and ``report`` read their settings with
+``parse_command`` (``bench/budget.py`` takes the sweep defaults from ``SweepConfig``). It merges ``key=value`` arguments (OmegaConf dotlist syntax: lists as
 ``[0,8,null]``) into the command's dataclass in struct mode. An unknown key fails, naming the key; a
 wrong type fails, naming the key and the value. ``--help`` prints each field's help text. The budget
 sweep's settings are defined once, in ``SweepConfig``, and every sweep uses those defaults.
@@ -18,7 +18,16 @@ from omegaconf.errors import OmegaConfBaseException
 from posttrain import PosttrainError
 from posttrain.config.schema import SweepConfig, _f
 
-__all__ = ["COMMANDS", "AblateConfig", "EvalBudgetConfig", "SweepConfig", "parse_command", "usage"]
+__all__ = [
+    "COMMANDS",
+    "AblateConfig",
+    "EvalBudgetConfig",
+    "ReportConfig",
+    "StatusConfig",
+    "SweepConfig",
+    "parse_command",
+    "usage",
+]
 
 
 @dataclass
@@ -40,7 +49,29 @@ class AblateConfig(SweepConfig):
     seeds: list[int] = _f([0], "Pipeline seeds (model init and data order), e.g. [0,1,2].")
 
 
-COMMANDS: dict[str, type] = {"eval_budget": EvalBudgetConfig, "ablate": AblateConfig, "sweep": SweepConfig}
+@dataclass
+class StatusConfig:
+    """``posttrain status <run_dir> [json=true]``."""
+
+    run_dir: str = _f("???", "A pipeline run directory (positional).")
+    json: bool = _f(False, "Print the rows as JSON instead of a table.")
+
+
+@dataclass
+class ReportConfig:
+    """``posttrain report <run_dir> [claims=true]``: curves and tables to <run_dir>/report."""
+
+    run_dir: str = _f("???", "A pipeline run directory (positional).")
+    claims: bool = _f(False, "Also print what the run shows (the demo's claims).")
+
+
+COMMANDS: dict[str, type] = {
+    "eval_budget": EvalBudgetConfig,
+    "ablate": AblateConfig,
+    "sweep": SweepConfig,
+    "status": StatusConfig,
+    "report": ReportConfig,
+}
 
 
 def _show(value: Any) -> str:

@@ -8,10 +8,10 @@ Plots go through matplotlib's Agg canvas directly, so no global backend is switc
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -162,14 +162,15 @@ def render_report(run_dir: Path) -> dict[str, Path]:
 
 
 def report_main(argv: list[str] | None = None) -> int:
-    """``posttrain report <run_dir>``: render the report and print the markdown file's path."""
-    parser = argparse.ArgumentParser(prog="posttrain report", description=render_report.__doc__)
-    parser.add_argument("run_dir", type=Path, help="a pipeline run directory (run_dir=... of posttrain run)")
-    parser.add_argument(
-        "--claims", action="store_true", help="also print what the run shows (the demo's claims)"
+    """``posttrain report <run_dir> [claims=true]``: render the report and print the markdown file's path."""
+    from posttrain.config.commands import ReportConfig, parse_command
+
+    cfg = parse_command(
+        ReportConfig, list(sys.argv[1:] if argv is None else argv), "posttrain report", ("run_dir",)
     )
-    args = parser.parse_args(argv)
-    print(render_report(args.run_dir)["report"])
-    if args.claims:
-        print(checks_markdown(demo_checks(args.run_dir)), end="")
+    if cfg is None:
+        return 0
+    print(render_report(Path(cfg.run_dir))["report"])
+    if cfg.claims:
+        print(checks_markdown(demo_checks(cfg.run_dir)), end="")
     return 0

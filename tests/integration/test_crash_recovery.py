@@ -96,7 +96,7 @@ def test_copy_of_a_finished_run_checks_its_outputs(ref, tmp_path):
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-2000:]
     assert out.stderr.strip().splitlines()[-1].startswith(f"error: {d}/01_sft/manifest.json: not valid JSON")
     status = subprocess.run(
-        [sys.executable, "-m", "posttrain.cli", "status", str(d), "--json"], capture_output=True, text=True
+        [sys.executable, "-m", "posttrain.cli", "status", str(d), "json=true"], capture_output=True, text=True
     )
     assert status.returncode == 0, status.stderr[-2000:]
     assert [r["status"] for r in json.loads(status.stdout)] == ["done", "unreadable"]

@@ -73,7 +73,7 @@ def test_full_chain_runs_and_writes_contract(smoke_run):
     assert all(r["mean_thinking_tokens"] == 0 for r in sweep["rows"] if r["budget"] == 0)
     assert (smoke_run / "05_eval" / "eval.md").exists() and (smoke_run / "01_sft" / "metrics.jsonl").exists()
     status = subprocess.run(
-        [sys.executable, "-m", "posttrain.cli", "status", str(smoke_run), "--json"],
+        [sys.executable, "-m", "posttrain.cli", "status", str(smoke_run), "json=true"],
         capture_output=True,
         text=True,
         check=True,

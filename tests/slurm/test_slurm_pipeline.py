@@ -63,7 +63,7 @@ def test_pipeline_runs_as_chained_jobs_in_order(tmp_path, wait_for_states):
     assert (run_dir / "03_dpo" / "checkpoint" / "model.safetensors").exists()
     assert submit(run_dir, stages) == {}  # finished stages are not resubmitted
     status = subprocess.run(
-        [sys.executable, "-m", "posttrain.cli", "status", str(run_dir), "--json"],
+        [sys.executable, "-m", "posttrain.cli", "status", str(run_dir), "json=true"],
         capture_output=True,
         text=True,
         check=True,
