@@ -48,11 +48,13 @@ from posttrain.tracking.wandb import stage_run
 log = logging.getLogger("posttrain")
 
 
-def stage_fingerprint(p: PlannedStage, input_fps: dict[str, str], data_fp: str) -> str:
+def stage_fingerprint(p: PlannedStage, input_fps: dict[str, str], data_fp: str, seed: int = 0) -> str:
+    """Hash of everything a stage's output depends on: its kind and resolved config, its inputs'
+    fingerprints, the data views' content, the code it runs, and the run's global ``seed`` (data order,
+    sampling and the Trainer's seed; before it was hashed, ``seed=1`` on a finished run reused seed 0)."""
     mod = stage_module(p.kind)
-    return fingerprint(
-        p.kind, OmegaConf.to_container(p.cfg, resolve=True), input_fps, data_fp, code_version(mod)
-    )
+    cfg = OmegaConf.to_container(p.cfg, resolve=True)
+    return fingerprint(p.kind, cfg, input_fps, data_fp, code_version(mod), {"seed": int(seed)})
 
 
 def _ref_fingerprint(ref: str, fps: dict[str, str], what: str) -> str:
@@ -62,14 +64,14 @@ def _ref_fingerprint(ref: str, fps: dict[str, str], what: str) -> str:
     return fingerprint("external", ref)
 
 
-def plan_fingerprints(plan: list[PlannedStage], init_fp: str, data_fp: str) -> dict[str, str]:
+def plan_fingerprints(plan: list[PlannedStage], init_fp: str, data_fp: str, seed: int = 0) -> dict[str, str]:
     """Every stage's fingerprint, computed before anything runs (they depend on configs only)."""
     fps = {INIT: init_fp}
     for p in plan:
         ins = {"input": _ref_fingerprint(p.input, fps, f"stage.{p.name}.input")}
         for role, ref in p.refs.items():
             ins[role] = _ref_fingerprint(ref, fps, f"stage.{p.name}.{role}")
-        fps[p.name] = stage_fingerprint(p, ins, data_fp)
+        fps[p.name] = stage_fingerprint(p, ins, data_fp, seed)
     return fps
 
 
@@ -149,7 +151,7 @@ def prepare(cfg: DictConfig) -> Prepared:
     write_json_atomic(run_dir / "pipeline.json", {"stages": [p.dirname for p in plan]})
     init = init_stage(cfg, run_dir)
     data = build_data(cfg, run_dir, init.checkpoint)
-    fps = plan_fingerprints(plan, init.fingerprint, content_hash(run_dir / "data"))
+    fps = plan_fingerprints(plan, init.fingerprint, content_hash(run_dir / "data"), int(cfg.seed))
     return Prepared(plan, run_dir, data, fps, dirs, lock)
 
 

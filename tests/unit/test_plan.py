@@ -81,3 +81,4 @@ def test_stage_fingerprint_changes_with_any_field():
     assert [x == y for x, y in zip(a, b)] == [True, True, False, True, True]
     assert stage_fingerprint(base[0], {"input": "x"}, "d2") != a[0]
     assert stage_fingerprint(base[0], {"input": "y"}, "d") != a[0]
+    assert stage_fingerprint(base[0], {"input": "x"}, "d", seed=1) != a[0]  # the global seed counts
