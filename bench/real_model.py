@@ -93,27 +93,48 @@ COMPARISONS = {
 }
 
 
-def collect(run_dir: Path) -> dict[str, Any]:
-    ev = _eval_dir(run_dir)
-    results = json.loads((ev / "eval.json").read_text())
-    manifests = {p.parent.name: json.loads(p.read_text()) for p in run_dir.glob("[0-9][0-9]_*/manifest.json")}
-    out: dict[str, Any] = {"run_dir": str(run_dir), "n_prompts": results["model"]["n_prompts"]}
-    out["stages"] = {k: stage_summary(results[v]) for k, v in STAGES.items() if v in results}
+def _items(ev: Path) -> dict[str, list[dict]]:
     items: dict[str, list[dict]] = {}
     for line in (ev / "scores.jsonl").read_text().splitlines():
         it = json.loads(line)
         items.setdefault(it["target"], []).append(it)
+    return items
+
+
+def replicate(run_dir: Path) -> dict[str, Any]:
+    """GRPO's gain (final - DPO) in another run dir: the same recipe with another ``seed``."""
+    from omegaconf import OmegaConf
+
+    from posttrain.pipeline.rundir import RunDir
+
+    ev = _eval_dir(run_dir)
+    grpo = [m for m in RunDir(run_dir).done() if m.kind == "grpo"]
+    hydra_cfg = run_dir / ".hydra" / "config.yaml"  # what `posttrain run` composed for this run dir
+    seed = OmegaConf.load(hydra_cfg).get("seed") if hydra_cfg.exists() else None
+    return {
+        "run_dir": str(run_dir),
+        "seed": seed,
+        "grpo_metrics": grpo[-1].metrics if grpo else {},
+        "grpo_gain": gains(_items(ev), "model", "dpo"),
+    }
+
+
+def collect(run_dir: Path) -> dict[str, Any]:
+    from posttrain.pipeline.rundir import RunDir
+
+    ev = _eval_dir(run_dir)
+    results = json.loads((ev / "eval.json").read_text())
+    manifests = {m.stage: m for m in RunDir(run_dir).done() if m.kind != "init"}
+    out: dict[str, Any] = {"run_dir": str(run_dir), "n_prompts": results["model"]["n_prompts"]}
+    out["stages"] = {k: stage_summary(results[v]) for k, v in STAGES.items() if v in results}
+    items = _items(ev)
     for key, (new, old) in COMPARISONS.items():
         if new in items and old in items:
             out[key] = gains(items, new, old)
     budget = ev / "budget" / "budget.json"
     out["budget"] = json.loads(budget.read_text())["rows"] if budget.exists() else []
-    out["stage_wall_s"] = {
-        n: round(m["finished_at"] - m["started_at"], 1)
-        for n, m in sorted(manifests.items())
-        if m.get("finished_at") and m.get("started_at")
-    }
-    out["stage_metrics"] = {n: m.get("metrics", {}) for n, m in sorted(manifests.items())}
+    out["stage_wall_s"] = {n: round(m.wall_s, 1) for n, m in manifests.items() if m.wall_s}
+    out["stage_metrics"] = {n: m.metrics for n, m in manifests.items()}
     return out
 
 
@@ -175,6 +196,13 @@ def to_markdown(r: dict[str, Any]) -> str:
                 f"| {b} | {row['accuracy']:.3f} | {lost} | {row['mean_total_tokens']:.1f} | {saved} | "
                 f"{row['well_formed']:.2f} |"
             )
+    for rep in r.get("grpo_replicates", []):
+        lines += ["", f"## GRPO replicate: `{rep['run_dir']}` (seed {rep['seed']}), final - DPO", ""]
+        lines += ["| domain | delta | CI | n | excludes 0 |", "|---|---|---|---|---|"]
+        for dom, v in rep["grpo_gain"].items():
+            if dom != "slices":
+                yes = "**yes**" if v["excludes_0"] else "no"
+                lines.append(f"| {dom} | {v['delta']:+.3f} | {_ci(v['ci'])} | {v['n']} | {yes} |")
     lines += ["", "Stage wall times (s): " + ", ".join(f"{k} {v}" for k, v in r["stage_wall_s"].items())]
     return "\n".join(lines) + "\n"
 
@@ -184,6 +212,12 @@ def main() -> int:
     ap.add_argument("--run-dir", default="runs/real")
     ap.add_argument("--no-run", action="store_true", help="Only read an existing run.")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results"))
+    ap.add_argument(
+        "--replicates",
+        nargs="*",
+        default=[],
+        help="Other run dirs of the same recipe with another seed (only their GRPO gain is read).",
+    )
     ap.add_argument("overrides", nargs="*", help="Hydra overrides for the pipeline.")
     a = ap.parse_args()
     run_dir = Path(a.run_dir)
@@ -200,6 +234,8 @@ def main() -> int:
         ]
         subprocess.run(cmd, check=True)
     r = collect(run_dir)
+    if a.replicates:
+        r["grpo_replicates"] = [replicate(Path(d)) for d in a.replicates]
     r |= {
         "command": " ".join(["python bench/real_model.py", *sys.argv[1:]]),
         "bench_wall_s": round(time.time() - t0, 1),
