@@ -184,6 +184,11 @@ def _eval(cfg: Any, world: int) -> list[tuple[str, str]]:
     out = mode_errors(list(cfg.modes))
     out += _min(cfg, 1, "max_per_category", "max_new_tokens", "batch_size")
     out += _min(cfg, 0, "max_prompts", "budget_tokens", "sweep_grace")
+    out += [
+        (f"category_caps.{k}", f"must be an integer >= 1, got {v!r}")
+        for k, v in dict(cfg.category_caps or {}).items()
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1
+    ]
     if "budget" in cfg.modes and _num(cfg.budget_tokens) and cfg.budget_tokens > cfg.max_new_tokens:
         out.append(("budget_tokens", f"{cfg.budget_tokens} exceeds max_new_tokens={cfg.max_new_tokens}"))
     parts = [p.strip() for p in cfg.split.split("+")]

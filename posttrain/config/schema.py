@@ -68,6 +68,9 @@ class StageConfig:
 
     kind: str = _f("???", "Stage kind: sft, preference, dpo, grpo, merge or eval.")
     input: str | None = _f(None, "Input checkpoint: null = previous stage; a stage name; or a path / hub id.")
+    seed: int | None = _f(
+        None, "This stage's seed (data order, sampling, the Trainer's seed); null = the global `seed`."
+    )
 
 
 @dataclass
@@ -194,6 +197,9 @@ class EvalStageConfig(StageConfig):
     kind: str = "eval"
     split: str = _f("test", "Held-out split of the RL view; `test+validation` joins splits.")
     max_per_category: int = _f(32, "Prompts per category and mode.")
+    category_caps: dict[str, int] = _f(
+        {}, "Per-category overrides of max_per_category, e.g. {math: 240} for more power where RL trains."
+    )
     max_prompts: int = _f(0, "Total prompt cap after max_per_category, categories round-robin (0: none).")
     modes: list[str] = _f(
         ["on", "off", "budget"], "Modes to evaluate: on (/think), off (/no_think), budget (forced close)."

@@ -48,13 +48,20 @@ from posttrain.tracking.wandb import stage_run
 log = logging.getLogger("posttrain")
 
 
+def stage_seed(p: PlannedStage, seed: int) -> int:
+    """The stage's own ``seed`` when set (e.g. a GRPO replicate on the same DPO checkpoint), else the
+    run's global one."""
+    own = p.cfg.get("seed")
+    return int(seed if own is None else own)
+
+
 def stage_fingerprint(p: PlannedStage, input_fps: dict[str, str], data_fp: str, seed: int = 0) -> str:
     """Hash of everything a stage's output depends on: its kind and resolved config, its inputs'
-    fingerprints, the data views' content, the code it runs, and the run's global ``seed`` (data order,
+    fingerprints, the data views' content, the code it runs, and its seed (``stage_seed``: data order,
     sampling and the Trainer's seed; before it was hashed, ``seed=1`` on a finished run reused seed 0)."""
     mod = stage_module(p.kind)
     cfg = OmegaConf.to_container(p.cfg, resolve=True)
-    return fingerprint(p.kind, cfg, input_fps, data_fp, code_version(mod), {"seed": int(seed)})
+    return fingerprint(p.kind, cfg, input_fps, data_fp, code_version(mod), {"seed": stage_seed(p, seed)})
 
 
 def _ref_fingerprint(ref: str, fps: dict[str, str], what: str) -> str:
@@ -233,7 +240,7 @@ def run_stage(p: PlannedStage, cfg: DictConfig, prep: Prepared) -> Manifest:
         stage_dir=stage_dir,
         checkpoint=ckpt,
         data_dir=prep.run_dir / "data",
-        seed=int(cfg.seed),
+        seed=stage_seed(p, int(cfg.seed)),
         trust_remote_code=bool(cfg.model.trust_remote_code),
         dtype=str(cfg.model.dtype),
         datasets=datasets,
@@ -252,7 +259,7 @@ def run_stage(p: PlannedStage, cfg: DictConfig, prep: Prepared) -> Manifest:
         config={
             "stage": OmegaConf.to_container(p.cfg, resolve=True),
             "model": OmegaConf.to_container(cfg.model, resolve=True),
-            "seed": int(cfg.seed),
+            "seed": stage_seed(p, int(cfg.seed)),
             "fingerprint": prep.fps[p.name],
         },
         run_id=m.wandb_run_id,

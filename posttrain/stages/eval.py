@@ -47,9 +47,17 @@ def check_modes(modes: list[str], stage: str) -> list[str]:
     return list(modes)
 
 
-def select_rows(inputs: StageInputs, split: str, per_category: int, max_prompts: int = 0) -> list[dict]:
-    """Up to ``per_category`` rows per category of the RL view's ``split`` (``a+b`` joins splits), in data
-    order; with ``max_prompts > 0`` at most that many in all, taking the categories round-robin."""
+def select_rows(
+    inputs: StageInputs,
+    split: str,
+    per_category: int,
+    max_prompts: int = 0,
+    caps: dict[str, int] | None = None,
+) -> list[dict]:
+    """Up to ``per_category`` rows per category (``caps[category]`` where given) of the RL view's
+    ``split`` (``a+b`` joins splits), in data order; with ``max_prompts > 0`` at most that many in all,
+    taking the categories round-robin."""
+    caps = dict(caps or {})
     rows: list[dict] = []
     for part in split.split("+"):
         try:
@@ -62,7 +70,7 @@ def select_rows(inputs: StageInputs, split: str, per_category: int, max_prompts:
     out = []
     for r in rows:
         picked = by_cat.setdefault(r["category"], [])
-        if len(picked) < per_category:
+        if len(picked) < caps.get(r["category"], per_category):
             picked.append(r)
             out.append(r)
     if max_prompts <= 0 or len(out) <= max_prompts:
@@ -173,7 +181,7 @@ def run(cfg, inputs: StageInputs) -> StageOutputs:
     budgets = parse_budgets(list(cfg.sweep_budgets)) if cfg.sweep_budgets else None
     if budgets:
         check_budgets(budgets, cfg.max_new_tokens)  # a bad budget fails before any generation
-    rows = select_rows(inputs, cfg.split, cfg.max_per_category, cfg.max_prompts)
+    rows = select_rows(inputs, cfg.split, cfg.max_per_category, cfg.max_prompts, cfg.category_caps)
     ids = item_ids(rows)
     d = inputs.stage_dir
     outputs = {

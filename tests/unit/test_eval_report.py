@@ -182,6 +182,11 @@ def test_select_rows_joins_splits_caps_per_category_and_round_robin(monkeypatch)
     capped = ev.select_rows(inp, "test+validation", per_category=3, max_prompts=5)
     assert [r["category"] for r in capped] == ["math", "code", "chat", "math", "code"]
     assert ev.select_rows(inp, "test", per_category=3, max_prompts=100) == ev.select_rows(inp, "test", 3)
+    more_math = ev.select_rows(inp, "test+validation", per_category=1, caps={"math": 4})
+    assert [r["uuid"] for r in more_math] == ["test-math0", "test-math1", "test-math2", "test-math3"] + [
+        "test-code0",
+        "test-chat0",
+    ]
     with pytest.raises(PosttrainError, match=r"stage.eval.split: no split 'tset'"):
         ev.select_rows(inp, "tset", per_category=3)
 

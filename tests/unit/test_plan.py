@@ -82,3 +82,15 @@ def test_stage_fingerprint_changes_with_any_field():
     assert stage_fingerprint(base[0], {"input": "x"}, "d2") != a[0]
     assert stage_fingerprint(base[0], {"input": "y"}, "d") != a[0]
     assert stage_fingerprint(base[0], {"input": "x"}, "d", seed=1) != a[0]  # the global seed counts
+
+
+def test_a_stage_seed_reruns_that_stage_and_its_dependants_only():
+    from posttrain.pipeline.runner import plan_fingerprints, stage_seed
+
+    base = build_plan(compose([]))
+    reseeded = build_plan(compose(["stage.grpo.seed=1"]))
+    a, b = plan_fingerprints(base, "i", "d"), plan_fingerprints(reseeded, "i", "d")
+    names = [p.name for p in base]
+    first = names.index("grpo")
+    assert [a[n] == b[n] for n in names] == [i < first for i in range(len(names))]
+    assert [stage_seed(p, 7) for p in reseeded] == [1 if p.name == "grpo" else 7 for p in reseeded]

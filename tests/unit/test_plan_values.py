@@ -58,6 +58,7 @@ CASES = [
     (["stage.eval.budget_tokens=-1"], "stage.eval.budget_tokens", "must be >= 0"),
     (["stage.eval.split=heldout"], "stage.eval.split", "'heldout'"),
     (["stage.eval.max_new_tokens=0"], "stage.eval.max_new_tokens", "must be >= 1"),
+    (["+stage.eval.category_caps.math=0"], "stage.eval.category_caps.math", "must be an integer >= 1"),
     (["model.dtype=float8"], "model.dtype", "unknown dtype 'float8'"),
     (["model.kind=onnx"], "model.kind", "unknown kind 'onnx'"),
     (["logger.kind=tensorboard"], "logger.kind", "unknown logger"),
