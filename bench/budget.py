@@ -10,7 +10,7 @@ writes): the checkpoint of the last non-eval training stage whose manifest says 
 With no finished stage there it stops with an error (run ``make demo`` first); it never falls back to a
 random model. ``--checkpoint`` / ``--data`` override either.
 
-Sweep. ``posttrain.inference.sweep.budget_sweep``: the first ``--max-per-category`` held-out rows of every
+Sweep. ``posttrain.evals.sweep.budget_sweep``: the first ``--max-per-category`` held-out rows of every
 category, reasoning forced ON (``/think``), greedy, one ``generate_budgeted`` pass per budget, scored by the
 category verifiers; tokens saved and accuracy lost are vs the unlimited budget (``none``). Defaults are
 sized for the tiny model: its traces are ~20-40 tokens and its answers ~20-30, so ``max_tokens=96`` leaves
@@ -42,8 +42,6 @@ import platform
 import statistics
 import sys
 import time
-from collections import defaultdict
-from itertools import zip_longest
 from pathlib import Path
 from typing import Any
 
@@ -63,14 +61,6 @@ def final_checkpoint(run_dir: str | Path) -> dict[str, Any]:
     stage that is not done."""
     hint = f"run `make demo` (or `posttrain run pipeline=nano2_tiny run_dir={run_dir}`) first, or pass --checkpoint"
     return RunDir(run_dir).final_checkpoint(hint)
-
-
-def interleave(rows: list[dict], n: int) -> list[dict]:
-    """Up to ``n`` rows taken round-robin across categories."""
-    by: dict[str, list[dict]] = defaultdict(list)
-    for r in rows:
-        by[r["category"]].append(r)
-    return [r for group in zip_longest(*by.values()) for r in group if r is not None][:n]
 
 
 def throughput(
@@ -113,30 +103,6 @@ def throughput(
         "tokens_per_s": n / statistics.median(walls),
         "tokens_per_s_best": n / min(walls),
     }
-
-
-def plot(rows: list[dict], path: Path) -> None:
-    """Accuracy and mean total tokens vs budget, one line per domain (``all`` thick); ``none`` drawn last."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    budgets = list(dict.fromkeys(r["budget"] for r in rows))
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for ax, key, label in zip(axes, ("accuracy", "mean_total_tokens"), ("accuracy", "mean generated tokens")):
-        for d in dict.fromkeys(r["domain"] for r in rows):
-            ys = [r[key] for r in rows if r["domain"] == d]
-            ax.plot(range(len(ys)), ys, marker="o", label=d, linewidth=2.5 if d == "all" else 1.2)
-        ax.set_xticks(range(len(budgets)), ["none" if b is None else str(b) for b in budgets])
-        ax.set_xlabel("thinking budget (tokens)")
-        ax.set_ylabel(label)
-        ax.grid(alpha=0.3)
-    axes[0].set_ylim(-0.02, 1.02)
-    axes[0].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def headline(rows: list[dict], budget: int) -> str:
@@ -205,7 +171,9 @@ def run(args: argparse.Namespace) -> int:
     import torch
     import transformers
 
-    from posttrain.inference.sweep import budget_sweep, force_think, load_rows, parse_budgets, to_markdown
+    from posttrain.evals.rows import cap_rows, load_rows
+    from posttrain.evals.sweep import budget_sweep, force_think, parse_budgets, plot, to_markdown
+    from posttrain.inference.generate import render_prompts
     from posttrain.models import load_model, load_tokenizer
 
     budgets = parse_budgets(args.budgets)
@@ -218,10 +186,8 @@ def run(args: argparse.Namespace) -> int:
     )
     print(f"checkpoint {ckpt['path']} (stage {ckpt['stage']}); {len(rows)} prompts {counts}", file=sys.stderr)
 
-    texts = [
-        tok.apply_chat_template(force_think(r["prompt"]), add_generation_prompt=True, tokenize=False)
-        for r in interleave(rows, args.tp_prompts)
-    ]
+    tp_rows = cap_rows(rows, max_prompts=args.tp_prompts)  # round-robin over the categories
+    texts = render_prompts(tok, [force_think(r["prompt"]) for r in tp_rows], [r.get("tools") for r in tp_rows])
     tp = []
     load_start = os.getloadavg()
     for th in (int(x) for x in str(args.threads).split(",")):

@@ -186,13 +186,13 @@ def cmd_serve(argv: list[str]) -> int:
 def cmd_eval(argv: list[str]) -> int:
     if not argv or argv[0] != "budget":
         raise PosttrainError("usage: posttrain eval budget <checkpoint> budgets=[...] out=<dir> ...")
-    from posttrain.inference.sweep import eval_budget_main
+    from posttrain.evals.sweep import eval_budget_main
 
     return eval_budget_main(argv[1:])
 
 
 def cmd_ablate(argv: list[str]) -> int:
-    from posttrain.inference.ablation import ablation_main
+    from posttrain.evals.ablation import ablation_main
 
     return ablation_main(argv)
 

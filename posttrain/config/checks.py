@@ -179,7 +179,7 @@ def _merge(cfg: Any, world: int) -> list[tuple[str, str]]:
 
 
 def _eval(cfg: Any, world: int) -> list[tuple[str, str]]:
-    from posttrain.inference.sweep import check_budgets, parse_budgets
+    from posttrain.evals.sweep import check_budgets, parse_budgets
 
     out = mode_errors(list(cfg.modes))
     out += _min(cfg, 1, "max_per_category", "max_new_tokens", "batch_size")

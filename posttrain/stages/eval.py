@@ -26,16 +26,16 @@ import torch
 
 from posttrain import PosttrainError
 from posttrain.evals.report import deltas, target_metrics, to_markdown
+from posttrain.evals.rows import load_rows
+from posttrain.evals.sweep import budget_sweep, check_budgets, parse_budgets, write_report
 from posttrain.inference.budget import generate_budgeted
 from posttrain.inference.generate import render_prompts, with_reasoning_mode
-from posttrain.inference.sweep import budget_sweep, check_budgets, parse_budgets, write_report
 from posttrain.models import load_model, load_tokenizer
-from posttrain.pipeline.manifest import write_json_atomic
 from posttrain.reasoning import THINK_CLOSE
 from posttrain.rewards import score
 from posttrain.rewards.format import format_reward
 from posttrain.rewards.safety import is_refusal
-from posttrain.stages.base import StageInputs, StageOutputs, link_checkpoint, load_view
+from posttrain.stages.base import StageInputs, StageOutputs, link_checkpoint
 
 
 def check_modes(modes: list[str], stage: str) -> list[str]:
@@ -45,42 +45,6 @@ def check_modes(modes: list[str], stage: str) -> list[str]:
     for key, why in mode_errors(list(modes)):
         raise PosttrainError(f"stage.{stage}.{key}: {why}")
     return list(modes)
-
-
-def select_rows(
-    inputs: StageInputs,
-    split: str,
-    per_category: int,
-    max_prompts: int = 0,
-    caps: dict[str, int] | None = None,
-) -> list[dict]:
-    """Up to ``per_category`` rows per category (``caps[category]`` where given) of the RL view's
-    ``split`` (``a+b`` joins splits), in data order; with ``max_prompts > 0`` at most that many in all,
-    taking the categories round-robin."""
-    caps = dict(caps or {})
-    rows: list[dict] = []
-    for part in split.split("+"):
-        try:
-            rows += load_view(inputs, "rl", part.strip()).to_list()
-        except KeyError:
-            raise PosttrainError(
-                f"stage.{inputs.name}.split: no split {part.strip()!r} in the rl view"
-            ) from None
-    by_cat: dict[str, list[dict]] = {}
-    out = []
-    for r in rows:
-        picked = by_cat.setdefault(r["category"], [])
-        if len(picked) < caps.get(r["category"], per_category):
-            picked.append(r)
-            out.append(r)
-    if max_prompts <= 0 or len(out) <= max_prompts:
-        return out
-    queues, capped = [list(v) for v in by_cat.values()], []
-    while len(capped) < max_prompts:
-        for q in queues:
-            if q and len(capped) < max_prompts:
-                capped.append(q.pop(0))
-    return capped
 
 
 def item_ids(rows: list[dict]) -> list[str]:
@@ -166,10 +130,15 @@ def evaluate(
     return items, samples
 
 
-def _jsonl(path: Path, rows: list[dict]) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+def _write(path: Path, text: str) -> None:
+    """Atomically: a reader (``posttrain status``, the report) never sees half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
     tmp.replace(path)
+
+
+def _jsonl(path: Path, rows: list[dict]) -> None:
+    _write(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
 
 def run(cfg, inputs: StageInputs) -> StageOutputs:
@@ -181,7 +150,14 @@ def run(cfg, inputs: StageInputs) -> StageOutputs:
     budgets = parse_budgets(list(cfg.sweep_budgets)) if cfg.sweep_budgets else None
     if budgets:
         check_budgets(budgets, cfg.max_new_tokens)  # a bad budget fails before any generation
-    rows = select_rows(inputs, cfg.split, cfg.max_per_category, cfg.max_prompts, cfg.category_caps)
+    rows = load_rows(
+        inputs.data_dir,
+        cfg.split,
+        cfg.max_per_category,
+        dict(cfg.category_caps or {}),
+        cfg.max_prompts,
+        where=f"stage.{inputs.name}.split",
+    )
     ids = item_ids(rows)
     d = inputs.stage_dir
     outputs = {
@@ -214,8 +190,8 @@ def run(cfg, inputs: StageInputs) -> StageOutputs:
         del model
     delta = deltas(items)
     _jsonl(d / "scores.jsonl", [it for v in items.values() for it in v])
-    write_json_atomic(d / "eval.json", {**results, "deltas": delta})
-    (d / "eval.md").write_text(to_markdown(results, delta))
+    _write(d / "eval.json", json.dumps({**results, "deltas": delta}, indent=2, sort_keys=True, default=str))
+    _write(d / "eval.md", to_markdown(results, delta))
     metrics = {k: v for k, v in results["model"].items() if "/" not in k}
     for name in targets:
         if name != "model":

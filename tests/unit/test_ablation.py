@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from posttrain import PosttrainError
 from posttrain.config.commands import AblateConfig, parse_command
-from posttrain.inference.ablation import METRICS, ablation_main, aggregate, to_markdown
+from posttrain.evals.ablation import METRICS, ablation_main, aggregate, to_markdown
 
 metric = st.floats(min_value=0, max_value=100, allow_nan=False)
 
@@ -56,3 +56,21 @@ def test_parse_seeds():
         ablation_main(["truncation", "out=x", "seeds=[]"])
     with pytest.raises(PosttrainError, match="unknown_key"):
         ablation_main(["truncation", "out=x", "unknown_key=1"])
+
+
+def test_ablation_report_shares_the_sweep_table_and_plot(tmp_path):
+    from posttrain.evals.ablation import PLOTTED
+    from posttrain.evals.sweep import plot
+
+    rows = [
+        {"budget": b, "variant": v, "seed": s, **{m: float(s + i) for i, m in enumerate(METRICS)}}
+        for b in (0, None)
+        for v in ("with_truncation", "no_truncation")
+        for s in (0, 1)
+    ]
+    agg = aggregate(rows)
+    md = to_markdown(agg)
+    assert md.splitlines()[0] == "| budget | variant | " + " | ".join(METRICS) + " |"
+    assert "| none | " in md and "± 0.707" in md  # stdev of {s, s+1} over two seeds
+    plot(agg, tmp_path / "a.png", metrics=PLOTTED, series="variant", std="_std")
+    assert (tmp_path / "a.png").read_bytes()[:4] == b"\x89PNG"

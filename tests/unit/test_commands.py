@@ -18,7 +18,7 @@ from posttrain.config.commands import (
     usage,
 )
 from posttrain.config.schema import EvalStageConfig
-from posttrain.inference.sweep import eval_budget_main
+from posttrain.evals.sweep import eval_budget_main
 
 PROG = "posttrain eval budget"
 

@@ -3,9 +3,9 @@ and the eval stage's row selection (round-robin cap, joined splits) and mode val
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from posttrain import PosttrainError
 from posttrain.evals.report import MIN_N, ci_key, deltas, marked, metric_rows, target_metrics, to_markdown
@@ -159,36 +159,57 @@ def test_ci_key():
 # --- the stage's selection and validation (no model needed) ---
 
 
-class _View(list):
-    def to_list(self):
-        return list(self)
-
-
 def _rows(split, spec):
-    return _View({"category": c, "uuid": f"{split}-{c}{i}"} for c, n in spec for i in range(n))
+    return [{"category": c, "uuid": f"{split}-{c}{i}"} for c, n in spec for i in range(n)]
 
 
-def test_select_rows_joins_splits_caps_per_category_and_round_robin(monkeypatch):
-    import posttrain.stages.eval as ev
+@given(
+    cats=st.lists(st.sampled_from("abc"), max_size=30),
+    per=st.none() | st.integers(1, 5),
+    caps=st.dictionaries(st.sampled_from("abc"), st.integers(1, 5), max_size=2),
+    max_prompts=st.integers(0, 12),
+)
+def test_cap_rows_keeps_data_order_within_caps_and_round_robins(cats, per, caps, max_prompts):
+    from posttrain.evals.rows import cap_rows
 
-    data = {
-        "test": _rows("test", [("math", 5), ("code", 1), ("chat", 2)]),
-        "validation": _rows("v", [("code", 3)]),
-    }
-    monkeypatch.setattr(ev, "load_view", lambda inputs, view, split: data[split])
-    inp = SimpleNamespace(name="eval")
-    rows = ev.select_rows(inp, "test+validation", per_category=3)
+    rows = [{"category": c, "i": i} for i, c in enumerate(cats)]
+    out = cap_rows(rows, per, caps, max_prompts)
+    uncapped = cap_rows(rows, per, caps)
+    for c in set(cats):
+        mine = [r["i"] for r in uncapped if r["category"] == c]
+        want = [r["i"] for r in rows if r["category"] == c][: caps.get(c, per)]
+        assert mine == want  # the first N of each category, in data order
+    assert {r["i"] for r in out} <= {r["i"] for r in uncapped}
+    assert len(out) == (min(max_prompts, len(uncapped)) if max_prompts else len(uncapped))
+    if max_prompts and len(out) < len(uncapped):  # round-robin: category counts differ by at most 1 ...
+        counts = {c: sum(r["category"] == c for r in out) for c in {r["category"] for r in uncapped}}
+        avail = {c: sum(r["category"] == c for r in uncapped) for c in counts}
+        short = [c for c in counts if counts[c] < avail[c]]  # ... among those not exhausted
+        assert all(counts[c] >= max(counts.values()) - 1 for c in short)
+
+
+def test_load_rows_joins_splits_and_names_the_key(tmp_path):
+    from datasets import Dataset, DatasetDict
+
+    from posttrain.evals.rows import load_rows
+
+    DatasetDict(
+        test=Dataset.from_list(_rows("test", [("math", 5), ("code", 1), ("chat", 2)])),
+        validation=Dataset.from_list(_rows("v", [("code", 3)])),
+    ).save_to_disk(str(tmp_path / "rl"))
+    rows = load_rows(tmp_path, "test+validation", per_category=3)
     assert [r["category"] for r in rows].count("math") == 3 and len(rows) == 8
-    capped = ev.select_rows(inp, "test+validation", per_category=3, max_prompts=5)
+    capped = load_rows(tmp_path, "test+validation", per_category=3, max_prompts=5)
     assert [r["category"] for r in capped] == ["math", "code", "chat", "math", "code"]
-    assert ev.select_rows(inp, "test", per_category=3, max_prompts=100) == ev.select_rows(inp, "test", 3)
-    more_math = ev.select_rows(inp, "test+validation", per_category=1, caps={"math": 4})
-    assert [r["uuid"] for r in more_math] == ["test-math0", "test-math1", "test-math2", "test-math3"] + [
+    more_math = load_rows(tmp_path, "test", per_category=1, caps={"math": 4})
+    assert [r["uuid"] for r in more_math] == [f"test-math{i}" for i in range(4)] + [
         "test-code0",
         "test-chat0",
     ]
-    with pytest.raises(PosttrainError, match=r"stage.eval.split: no split 'tset'"):
-        ev.select_rows(inp, "tset", per_category=3)
+    with pytest.raises(PosttrainError, match=r"^stage.eval.split: no split 'tset' in .*rl \(has"):
+        load_rows(tmp_path, "tset", 3, where="stage.eval.split")
+    with pytest.raises(PosttrainError, match=r"^data: .*missing.rl does not exist"):
+        load_rows(tmp_path / "missing")
 
 
 def test_item_ids_fall_back_to_index_and_stay_unique():

@@ -9,15 +9,15 @@ import torch
 from transformers import LogitsProcessor
 
 from posttrain import PosttrainError
-from posttrain.inference.budget import generate_budgeted
-from posttrain.inference.generate import generate_texts
-from posttrain.inference.sweep import (
+from posttrain.evals.sweep import (
     budget_sweep,
     check_budgets,
     eval_budget_main,
     parse_budgets,
     write_report,
 )
+from posttrain.inference.budget import generate_budgeted
+from posttrain.inference.generate import generate_texts
 from posttrain.reasoning import THINK_CLOSE
 from posttrain.reasoning import opens_trace as reasoning_open
 from posttrain.rewards.format import format_reward

@@ -21,10 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from posttrain import PosttrainError
-from posttrain.inference.sweep import budget_sweep, check_budgets, load_rows, parse_budgets
+from posttrain.evals.rows import load_rows
+from posttrain.evals.sweep import budget_sweep, check_budgets, parse_budgets, plot
+from posttrain.evals.sweep import to_markdown as sweep_markdown
 
 VARIANTS = {"with_truncation": "nano2_tiny", "no_truncation": "nano2_tiny_notrunc"}
 METRICS = ("well_formed", "accuracy", "mean_thinking_tokens", "mean_total_tokens", "respected_budget")
+PLOTTED = ("well_formed", "accuracy", "mean_total_tokens")
 
 
 def train_variants(out: Path, stages: str, seed: int, extra: list[str]) -> dict[str, str]:
@@ -64,38 +67,7 @@ def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def to_markdown(rows: list[dict[str, Any]]) -> str:
     """The aggregated table: ``mean ± std`` over seeds per metric."""
-    head = "| budget | variant | " + " | ".join(METRICS) + " |"
-    lines = [head, "|" + "---|" * (len(METRICS) + 2)]
-    for r in rows:
-        vals = " | ".join(f"{r[k]:.3f} ± {r[k + '_std']:.3f}" for k in METRICS)
-        lines.append(f"| {r['budget'] if r['budget'] is not None else 'none'} | {r['variant']} | {vals} |")
-    return "\n".join(lines) + "\n"
-
-
-def plot(rows: list[dict[str, Any]], path: Path) -> None:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    budgets = list(dict.fromkeys(r["budget"] for r in rows))
-    labels = ["none" if b is None else str(b) for b in budgets]
-    fig = Figure(figsize=(10, 3.6))
-    for ax, metric in zip(fig.subplots(1, 3), ("well_formed", "accuracy", "mean_total_tokens")):
-        for variant in VARIANTS:
-            pts = [next(r for r in rows if r["variant"] == variant and r["budget"] == b) for b in budgets]
-            ax.errorbar(
-                range(len(budgets)),
-                [p[metric] for p in pts],
-                yerr=[p[f"{metric}_std"] for p in pts],
-                marker="o",
-                capsize=3,
-                label=variant,
-            )
-        ax.set_xticks(range(len(budgets)), labels)
-        ax.set_xlabel("thinking budget (tokens)")
-        ax.set_title(f"{metric} (mean ± std over seeds)", fontsize=9)
-    fig.axes[0].legend()
-    fig.tight_layout()
-    FigureCanvasAgg(fig).print_png(str(path))
+    return sweep_markdown(rows, ("budget", "variant", *METRICS), std="_std")
 
 
 def run_ablation(
@@ -125,7 +97,7 @@ def run_ablation(
     }
     (out / "ablation.json").write_text(json.dumps(report, indent=2))
     (out / "ablation.md").write_text(to_markdown(rows))
-    plot(rows, out / "ablation.png")
+    plot(rows, out / "ablation.png", metrics=PLOTTED, series="variant", std="_std")
     return rows
 
 

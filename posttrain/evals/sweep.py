@@ -17,8 +17,24 @@ from pathlib import Path
 from typing import Any
 
 from posttrain import PosttrainError
+from posttrain.evals.rows import load_rows
 from posttrain.inference.budget import DEFAULT_GRACE_TOKENS, generate_budgeted
 from posttrain.inference.generate import render_prompts, with_reasoning_mode
+
+COLUMNS = (
+    "budget",
+    "domain",
+    "n",
+    "accuracy",
+    "mean_thinking_tokens",
+    "mean_total_tokens",
+    "well_formed",
+    "respected_budget",
+    "forced_close",
+    "tokens_saved",
+    "tokens_saved_frac",
+    "accuracy_lost",
+)
 
 
 def parse_budgets(value: str | list[Any]) -> list[int | None]:
@@ -56,29 +72,6 @@ def check_budgets(budgets: list[int | None], max_tokens: int) -> None:
 def force_think(prompt: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Strip reasoning flags from every message and put ``/think`` into the system turn."""
     return with_reasoning_mode(prompt, "on")
-
-
-def load_rows(data: str, split: str = "test", max_per_category: int | None = None) -> list[dict[str, Any]]:
-    """The first ``max_per_category`` rows of each category of ``<data>/rl`` split ``split``."""
-    from datasets import load_from_disk
-
-    path = Path(data) / "rl"
-    if not path.exists():
-        raise PosttrainError(
-            f"data: {path} does not exist; build it with `posttrain data build ... out={data}`"
-        )
-    dd = load_from_disk(str(path))
-    if split not in dd:
-        raise PosttrainError(f"split: {split!r} not in {path} (has {sorted(dd)})")
-    seen: dict[str, int] = defaultdict(int)
-    rows = []
-    for r in dd[split]:
-        if max_per_category is None or seen[r["category"]] < max_per_category:
-            seen[r["category"]] += 1
-            rows.append(r)
-    if not rows:
-        raise PosttrainError(f"split: {path} split {split!r} is empty")
-    return rows
 
 
 def _mean(xs: list[float]) -> float:
@@ -169,51 +162,60 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def to_markdown(rows: list[dict[str, Any]]) -> str:
-    cols = [
-        "budget",
-        "domain",
-        "n",
-        "accuracy",
-        "mean_thinking_tokens",
-        "mean_total_tokens",
-        "well_formed",
-        "respected_budget",
-        "forced_close",
-        "tokens_saved",
-        "tokens_saved_frac",
-        "accuracy_lost",
-    ]
+def to_markdown(rows: list[dict[str, Any]], cols: tuple[str, ...] = COLUMNS, std: str | None = None) -> str:
+    """One table row per sweep row; with ``std`` (a key suffix, e.g. ``_std``) each numeric cell that has
+    a ``<col><std>`` companion reads ``mean ± std``."""
+
+    def cell(r: dict[str, Any], c: str) -> str:
+        if c == "budget" and r[c] is None:
+            return "none"
+        if std and f"{c}{std}" in r:
+            return f"{r[c]:.3f} ± {r[f'{c}{std}']:.3f}"
+        return _fmt(r[c])
+
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for r in rows:
-        lines.append(
-            "| " + " | ".join("none" if c == "budget" and r[c] is None else _fmt(r[c]) for c in cols) + " |"
-        )
+    lines += ["| " + " | ".join(cell(r, c) for c in cols) + " |" for r in rows]
     return "\n".join(lines) + "\n"
 
 
-def plot(rows: list[dict[str, Any]], path: Path) -> None:
-    """Accuracy vs budget, one line per domain; ``none`` is drawn as the last, categorical x position."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def plot(
+    rows: list[dict[str, Any]],
+    path: Path,
+    *,
+    metrics: tuple[str, ...] = ("accuracy", "mean_total_tokens"),
+    series: str = "domain",
+    std: str | None = None,
+) -> None:
+    """One panel per metric against the budget (``none`` drawn as the last, categorical x position), one
+    line per value of ``series`` (``all`` thick); with ``std`` the ``<metric><std>`` values as error bars."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     budgets = list(dict.fromkeys(r["budget"] for r in rows))
     xs = {b: i for i, b in enumerate(budgets)}
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for d in dict.fromkeys(r["domain"] for r in rows):
-        pts = [(xs[r["budget"]], r["accuracy"]) for r in rows if r["domain"] == d]
-        ax.plot(*zip(*pts), marker="o", label=d, linewidth=2.5 if d == "all" else 1.2)
-    ax.set_xticks(range(len(budgets)), ["none" if b is None else str(b) for b in budgets])
-    ax.set_xlabel("thinking budget (tokens)")
-    ax.set_ylabel("accuracy")
-    ax.set_ylim(-0.02, 1.02)
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
+    fig = Figure(figsize=(4.5 * len(metrics) + 1, 4))
+    axes = fig.subplots(1, len(metrics), squeeze=False)[0]
+    for ax, metric in zip(axes, metrics):
+        for name in dict.fromkeys(r[series] for r in rows):
+            pts = [r for r in rows if r[series] == name]
+            ax.errorbar(
+                [xs[r["budget"]] for r in pts],
+                [r[metric] for r in pts],
+                yerr=[r[f"{metric}{std}"] for r in pts] if std else None,
+                marker="o",
+                capsize=3 if std else 0,
+                label=name,
+                linewidth=2.5 if name == "all" else 1.2,
+            )
+        ax.set_xticks(range(len(budgets)), ["none" if b is None else str(b) for b in budgets])
+        ax.set_xlabel("thinking budget (tokens)")
+        ax.set_ylabel(metric)
+        if metric in ("accuracy", "well_formed", "respected_budget", "forced_close"):
+            ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    FigureCanvasAgg(fig).print_png(str(path))
 
 
 def write_report(
