@@ -187,7 +187,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"checkpoint {ckpt['path']} (stage {ckpt['stage']}); {len(rows)} prompts {counts}", file=sys.stderr)
 
     tp_rows = cap_rows(rows, max_prompts=args.tp_prompts)  # round-robin over the categories
-    texts = render_prompts(tok, [force_think(r["prompt"]) for r in tp_rows], [r.get("tools") for r in tp_rows])
+    texts = render_prompts(
+        tok, [force_think(r["prompt"]) for r in tp_rows], [r.get("tools") for r in tp_rows]
+    )
     tp = []
     load_start = os.getloadavg()
     for th in (int(x) for x in str(args.threads).split(",")):

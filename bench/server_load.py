@@ -42,7 +42,7 @@ VALID = {"prompt": "def add(a, b):", "max_tokens": 16}
 
 
 def start_server(ckpt: Path, log: Path) -> tuple[subprocess.Popen, tuple[str, int]]:
-    cmd = [sys.executable, "-m", "posttrain.cli", "serve", str(ckpt), "--port", "0", "--max-context", "256"]
+    cmd = [sys.executable, "-m", "posttrain.cli", "serve", str(ckpt), "port=0", "max_context=256"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log.open("w"), text=True)
     line = proc.stdout.readline()  # "serving <name> on http://host:port/v1 (...)"
     hit = re.search(r"http://([\d.]+):(\d+)/v1", line)

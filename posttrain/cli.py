@@ -4,7 +4,7 @@ posttrain run pipeline=<name> run_dir=<dir> [hydra overrides...]   (full Hydra g
 posttrain status <dir> [json=true]
 posttrain data build recipe=<name> out=<dir> [field=value ...]
 posttrain data inspect <dir>
-posttrain serve <checkpoint> [--host 127.0.0.1] [--port 8000] [--max-concurrency 8] [--max-body-bytes N] ...
+posttrain serve <checkpoint> [host=127.0.0.1] [port=8000] [max_concurrency=8] [max_body_bytes=N] ...
                                                        (OpenAI-compatible HTTP server, bounded)
 posttrain eval budget <checkpoint> budgets=[0,8,16,none] out=<dir> data=<data dir>
 """

@@ -1,6 +1,6 @@
 """Structured configs of the commands other than ``run``, and their one ``key=value`` grammar.
 
-``posttrain eval budget``, ``ablate truncation``, ``status`` and ``report`` read their settings with
+``posttrain eval budget``, ``ablate truncation``, ``status``, ``report`` and ``serve`` read their settings with
 ``parse_command`` (``bench/budget.py`` takes the sweep defaults from ``SweepConfig``). It merges ``key=value`` arguments (OmegaConf dotlist syntax: lists as
 ``[0,8,null]``) into the command's dataclass in struct mode. An unknown key fails, naming the key; a
 wrong type fails, naming the key and the value. ``--help`` prints each field's help text. The budget
@@ -23,6 +23,7 @@ __all__ = [
     "AblateConfig",
     "EvalBudgetConfig",
     "ReportConfig",
+    "ServeConfig",
     "StatusConfig",
     "SweepConfig",
     "parse_command",
@@ -65,12 +66,30 @@ class ReportConfig:
     claims: bool = _f(False, "Also print what the run shows (the demo's claims).")
 
 
+@dataclass
+class ServeConfig:
+    """``posttrain serve <checkpoint> [port=8000] [max_concurrency=8] [key=value ...]``: an
+    OpenAI-compatible HTTP server over HF generation, bounded by the limits below."""
+
+    checkpoint: str = _f("???", "HF checkpoint dir (positional).")
+    host: str = _f("127.0.0.1", "Address to bind.")
+    port: int = _f(8000, "Port to bind; 0 picks a free one (printed at start).")
+    max_context: int | None = _f(None, "Context length; null = the model's.")
+    served_model_name: str | None = _f(None, "Model name in the API; null = the checkpoint dir's name.")
+    dtype: str = _f("float32", "Model dtype.")
+    max_body_bytes: int = _f(1 << 20, "Larger request bodies get 413.")
+    max_concurrency: int = _f(8, "Requests running or waiting for the model; more get 503.")
+    max_connections: int = _f(64, "Connections handled at once; more get 503 at accept.")
+    read_timeout: float = _f(10.0, "Seconds for a request's headers and body to arrive (then 408).")
+
+
 COMMANDS: dict[str, type] = {
     "eval_budget": EvalBudgetConfig,
     "ablate": AblateConfig,
     "sweep": SweepConfig,
     "status": StatusConfig,
     "report": ReportConfig,
+    "serve": ServeConfig,
 }
 
 

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from posttrain.config.commands import ServeConfig
+
 _KINDS = {404: "not_found_error", 408: "timeout_error", 503: "server_overloaded"}
 
 
@@ -41,10 +43,10 @@ class ApiError(Exception):
 
 @dataclass(frozen=True)
 class Limits:
-    max_body_bytes: int = 1 << 20
-    max_concurrency: int = 8
-    max_connections: int = 64
-    read_timeout: float = 10.0
+    max_body_bytes: int = ServeConfig.max_body_bytes  # the defaults live in `posttrain serve`'s schema
+    max_concurrency: int = ServeConfig.max_concurrency
+    max_connections: int = ServeConfig.max_connections
+    read_timeout: float = ServeConfig.read_timeout
 
     def __post_init__(self) -> None:
         for name in ("max_body_bytes", "max_concurrency", "max_connections", "read_timeout"):
@@ -244,7 +246,7 @@ class Handler(BaseHTTPRequestHandler):
             if not self.server.admission.acquire(blocking=False):
                 n = self.server.limits.max_concurrency
                 raise ApiError(
-                    503, f"server busy: {n} requests in flight (--max-concurrency); retry", None, "busy"
+                    503, f"server busy: {n} requests in flight (max_concurrency); retry", None, "busy"
                 )
             self.server.count("in_flight")
             try:

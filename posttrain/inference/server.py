@@ -20,7 +20,6 @@ concurrency, connections and read time are bounded (``posttrain.inference.http.L
 
 from __future__ import annotations
 
-import argparse
 import threading
 import time
 import uuid
@@ -252,46 +251,24 @@ def make_server(
 
 
 def serve_main(argv: list[str]) -> int:
-    """``posttrain serve <checkpoint> [--host 127.0.0.1] [--port 8000] [--max-context N] [--served-model-name X]``."""
-    ap = argparse.ArgumentParser(prog="posttrain serve", description="OpenAI-compatible HTTP server.")
-    ap.add_argument("checkpoint")
-    ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--port", type=int, default=8000)
-    ap.add_argument("--max-context", type=int, default=None, help="Context length (default: the model's).")
-    ap.add_argument("--served-model-name", default=None)
-    ap.add_argument("--dtype", default="float32")
-    d = Limits()
-    ap.add_argument("--max-body-bytes", type=int, default=d.max_body_bytes, help="Larger bodies get 413.")
-    ap.add_argument(
-        "--max-concurrency",
-        type=int,
-        default=d.max_concurrency,
-        help="Requests running or waiting for the model; more get 503.",
-    )
-    ap.add_argument(
-        "--max-connections",
-        type=int,
-        default=d.max_connections,
-        help="Connections handled at once; more get 503 at accept.",
-    )
-    ap.add_argument(
-        "--read-timeout",
-        type=float,
-        default=d.read_timeout,
-        help="Seconds for a request's headers and body to arrive (then 408).",
-    )
-    args = ap.parse_args(argv)
+    """``posttrain serve <checkpoint> [key=value ...]``; the settings and their defaults are
+    ``posttrain.config.commands.ServeConfig``."""
+    from posttrain.config.commands import ServeConfig, parse_command
+
+    cfg = parse_command(ServeConfig, argv, "posttrain serve", positional=("checkpoint",))
+    if cfg is None:
+        return 0
     try:
-        limits = Limits(args.max_body_bytes, args.max_concurrency, args.max_connections, args.read_timeout)
+        limits = Limits(cfg.max_body_bytes, cfg.max_concurrency, cfg.max_connections, cfg.read_timeout)
     except ValueError as e:
-        raise PosttrainError(f"serve: {e}") from None
+        raise PosttrainError(f"posttrain serve: {e}") from None
     server = make_server(
-        args.checkpoint,
-        args.host,
-        args.port,
-        max_context=args.max_context,
-        served_model_name=args.served_model_name,
-        dtype=args.dtype,
+        cfg.checkpoint,
+        cfg.host,
+        cfg.port,
+        max_context=cfg.max_context,
+        served_model_name=cfg.served_model_name,
+        dtype=cfg.dtype,
         limits=limits,
     )
     host, port = server.server_address[:2]

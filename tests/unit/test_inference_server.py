@@ -155,4 +155,20 @@ def test_serve_main_rejects_missing_checkpoint(tmp_path):
     from posttrain import PosttrainError
 
     with pytest.raises(PosttrainError, match="checkpoint"):
-        serve_main([str(tmp_path / "missing"), "--port", "0"])
+        serve_main([str(tmp_path / "missing"), "port=0"])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["port=eighty"], r"posttrain serve: port: .*eighty"),
+        (["max_concurrency=0"], r"posttrain serve: max_concurrency must be > 0, got 0"),
+        (["--port", "0"], r"posttrain serve: unexpected argument '--port'; use key=value"),
+        (["bogus=1"], r"posttrain serve: bogus: .*keys: checkpoint, host, port"),
+    ],
+)
+def test_serve_main_names_the_bad_setting_before_loading_anything(tmp_path, args, message):
+    from posttrain import PosttrainError
+
+    with pytest.raises(PosttrainError, match=message):
+        serve_main([str(tmp_path / "missing"), *args])
