@@ -196,10 +196,11 @@ def run(cfg, inputs: StageInputs) -> StageOutputs:
     for name in targets:
         if name != "model":
             metrics.update({f"{name}.{k}": v for k, v in results[name].items() if "/" not in k})
-            overall = delta[name].get("all/all")
-            if overall:
-                metrics[f"delta_vs_{name}.accuracy_all"] = overall["delta"]
-                metrics[f"delta_vs_{name}.accuracy_ci_all"] = overall["ci"]
+            for sl, d in delta[name].items():  # every domain (both modes pooled) and all/all
+                cat, mode = sl.split("/")
+                if mode == "all":
+                    metrics[f"delta_vs_{name}.accuracy_{cat}"] = d["delta"]
+                    metrics[f"delta_vs_{name}.accuracy_ci_{cat}"] = d["ci"]
     ckpt = link_checkpoint(inputs.checkpoint, inputs.checkpoint_dir)
     return StageOutputs(checkpoint=ckpt, metrics=metrics, outputs=outputs)
 

@@ -68,6 +68,12 @@ def test_full_chain_runs_and_writes_contract(smoke_run):
     )
     assert "format_on" in ms["eval"]["metrics"] and "init.format_on" in ms["eval"]["metrics"]
     assert "sft.format_on" in ms["eval"]["metrics"]  # a stage name as a baseline
+    report = json.loads((smoke_run / "05_eval" / "eval.json").read_text())
+    for sl, d in report["deltas"]["sft"].items():  # every domain's paired delta reaches the manifest
+        if sl.endswith("/all"):
+            cat = sl.split("/")[0]
+            assert ms["eval"]["metrics"][f"delta_vs_sft.accuracy_{cat}"] == d["delta"]
+            assert ms["eval"]["metrics"][f"delta_vs_sft.accuracy_ci_{cat}"] == d["ci"]
     sweep = json.loads((smoke_run / "05_eval" / "budget" / "budget.json").read_text())  # sweep_budgets
     assert {(r["budget"], r["domain"]) for r in sweep["rows"]} >= {(0, "all"), (4, "all"), (None, "all")}
     assert all(r["mean_thinking_tokens"] == 0 for r in sweep["rows"] if r["budget"] == 0)
