@@ -1,0 +1,90 @@
+"""Declared claims: the expression language (parsed, never eval-ed), its checks, and real manifests."""
+
+from __future__ import annotations
+
+import operator
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from posttrain.evals.claims import check_claims, claims_markdown, evaluate, parse, run_claims
+from posttrain.pipeline.manifest import Manifest, save_manifest
+
+num = st.floats(min_value=-100, max_value=100, allow_nan=False)
+OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
+
+
+@given(a=num, b=num, k=st.floats(0.1, 2), op=st.sampled_from(sorted(OPS)))
+def test_comparison_of_scaled_metrics_follows_python(a, b, k, op):
+    metrics = {"eval": {"x": a, "sft.y": b}}
+    passed, evidence = evaluate(f"eval.x {op} {k} * eval.sft.y", metrics)
+    assert passed is OPS[op](a, k * b)
+    assert evidence.startswith("eval.x = ") and "eval.sft.y = " in evidence
+
+
+@given(lo=num, width=st.floats(0, 10), cut=num)
+def test_interval_indexing_chains_and_booleans(lo, width, cut):
+    m = {"eval": {"ci": [lo, lo + width], "d": lo + width / 2}}
+    assert evaluate("eval.ci[0] > 0", m)[0] is (lo > 0)
+    assert evaluate("eval.ci[0] <= eval.d <= eval.ci[1]", m)[0] is (lo <= lo + width / 2 <= lo + width)
+    assert evaluate(f"eval.ci[0] > {cut} or not eval.ci[1] > {cut}", m)[0] is (
+        lo > cut or not lo + width > cut
+    )
+    assert evaluate("-eval.ci[1] < -eval.ci[0] + 1", m)[0] is (-(lo + width) < -lo + 1)
+
+
+def test_missing_stage_metric_or_index_is_not_measured():
+    m = {"eval": {"ci": [0.1, 0.2], "s": "text"}}
+    assert evaluate("grpo.reward_last > 0", m) == (None, "stage 'grpo' not done")
+    assert evaluate("eval.nope > 0", m) == (None, "eval.nope not recorded")
+    assert evaluate("eval.ci[2] > 0", m)[0] is None
+    assert evaluate("eval.s > 0", m)[0] is None
+
+
+@pytest.mark.parametrize(
+    "check",
+    [
+        "__import__('os').system('true')",
+        "eval.x.y() > 0",
+        "open('f') and eval.x",
+        "[eval.x][0] > 1",
+        "eval.x if eval.y else 1",
+        "lambda: 1",
+        "eval.x >",
+        "'a' < eval.x",
+        "eval.x ** 2 > 1",
+    ],
+)
+def test_anything_but_the_small_language_is_refused(check):
+    with pytest.raises(ValueError):
+        parse(check)
+
+
+def test_declarations_are_checked_against_the_plan():
+    ok = {"claim": "c", "check": "eval.x > 0"}
+    assert check_claims([ok], ["sft", "eval"]) == []
+    errs = check_claims(
+        [{"claim": "c"}, {"claim": "c", "check": "dpo.x > 0"}, {"claim": "c", "check": "1 > 0"}, "text"],
+        ["sft", "eval"],
+    )
+    assert [k for k, _ in errs] == ["claims[0]", "claims[1].check", "claims[2].check", "claims[3]"]
+    assert "unknown stage(s) ['dpo']" in errs[1][1] and "references no metric" in errs[2][1]
+
+
+def test_run_claims_reads_done_manifests_only(tmp_path):
+    save_manifest(
+        tmp_path / "04_grpo", Manifest(stage="grpo", kind="grpo", status="failed", metrics={"r": 1})
+    )
+    save_manifest(
+        tmp_path / "05_eval", Manifest(stage="eval", kind="eval", status="done", metrics={"a": 0.4})
+    )
+    claims = [
+        {"claim": "accuracy above a third", "check": "eval.a > 0.33"},
+        {"claim": "accuracy above a half", "check": "eval.a > 0.5"},
+        {"claim": "reward rose", "check": "grpo.r > 0"},
+    ]
+    rows = run_claims(tmp_path, claims)
+    assert [r["passed"] for r in rows] == [True, False, None]
+    md = claims_markdown(rows)
+    assert "| accuracy above a half | **no** | eval.a = 0.400 |" in md and "not measured" in md
