@@ -110,6 +110,16 @@ def deltas(
     return out
 
 
+def step_deltas(items: dict[str, list[dict[str, Any]]], order: list[str]) -> dict[str, dict[str, Any]]:
+    """``{"<b>-<a>": {slice: {delta, ci, n}}}`` for each consecutive pair ``a, b`` of ``order`` (e.g.
+    ``init, sft, dpo, model``): what each stage changed relative to its input, on the same items."""
+    return {
+        f"{b}-{a}": deltas({b: items[b], a: items[a]}, model=b)[a]
+        for a, b in zip(order, order[1:])
+        if a in items and b in items
+    }
+
+
 def _slice_order(sl: str) -> tuple:
     cat, mode = sl.split("/")
     return (cat != "all", cat, mode != "all", MODES.index(mode) if mode in MODES else -1)
@@ -146,32 +156,41 @@ def marked(d: dict[str, Any]) -> bool:
     return d["n"] >= MIN_N and (d["ci"][0] > 0 or d["ci"][1] < 0)
 
 
-def to_markdown(results: dict[str, dict[str, Any]], delta: dict[str, dict[str, Any]] | None = None) -> str:
-    """The metrics table (``mean [lo, hi]`` where an interval exists) and the table of paired deltas."""
+def delta_table(delta: dict[str, dict[str, Any]], heading: str, column: str = "vs {}") -> list[str]:
+    """Markdown lines: one row per slice, one column per entry of ``delta`` (``column`` formats its name)."""
+    base = list(delta)
+    lines = [
+        "",
+        f"## {heading} (paired bootstrap 95 % CI over the same prompts; **bold** and * = the CI "
+        f"excludes 0, with n >= {MIN_N})",
+        "",
+        "| slice | n | " + " | ".join(column.format(b) for b in base) + " |",
+        "|---|---|" + "---|" * len(base),
+    ]
+    for s in dict.fromkeys(s for b in base for s in delta[b]):
+        n = next((delta[b][s]["n"] for b in base if s in delta[b]), "")
+        cells = []
+        for b in base:
+            d = delta[b].get(s)
+            txt = "" if d is None else f"{d['delta']:+.2f} [{d['ci'][0]:+.2f}, {d['ci'][1]:+.2f}]"
+            cells.append(f"**{txt}** *" if d is not None and marked(d) else txt)
+        lines.append(f"| {s} | {n} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def to_markdown(
+    results: dict[str, dict[str, Any]],
+    delta: dict[str, dict[str, Any]] | None = None,
+    steps: dict[str, dict[str, Any]] | None = None,
+) -> str:
+    """The metrics table (``mean [lo, hi]`` where an interval exists), the paired deltas of the model vs
+    each baseline, and (``steps``, from ``step_deltas``) of each stage vs its input."""
     models = list(results)
     lines = ["| metric | " + " | ".join(models) + " |", "|---|" + "---|" * len(models)]
     for k in metric_rows(results):
         lines.append(f"| {k} | " + " | ".join(_cell(results[m], k) for m in models) + " |")
     if delta:
-        base = list(delta)
-        sl = list(dict.fromkeys(s for b in base for s in delta[b]))
-        lines += [
-            "",
-            "## Deltas: model − baseline, accuracy (paired bootstrap 95 % CI over the same prompts; "
-            f"**bold** and * = the CI excludes 0, with n >= {MIN_N})",
-            "",
-            "| slice | n | " + " | ".join(f"vs {b}" for b in base) + " |",
-            "|---|---|" + "---|" * len(base),
-        ]
-        for s in sl:
-            n = next((delta[b][s]["n"] for b in base if s in delta[b]), "")
-            cells = []
-            for b in base:
-                d = delta[b].get(s)
-                if d is None:
-                    cells.append("")
-                    continue
-                txt = f"{d['delta']:+.2f} [{d['ci'][0]:+.2f}, {d['ci'][1]:+.2f}]"
-                cells.append(f"**{txt}** *" if marked(d) else txt)
-            lines.append(f"| {s} | {n} | " + " | ".join(cells) + " |")
+        lines += delta_table(delta, "Deltas: model − baseline, accuracy")
+    if steps:
+        lines += delta_table(steps, "What each stage changed: stage − its input, accuracy", "{}")
     return "\n".join(lines) + "\n"

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from posttrain import PosttrainError
-from posttrain.evals.report import deltas, target_metrics, to_markdown
+from posttrain.evals.report import deltas, step_deltas, target_metrics, to_markdown
 from posttrain.evals.rows import load_rows
 from posttrain.evals.sweep import budget_sweep, check_budgets, parse_budgets, write_report
 from posttrain.inference.budget import generate_budgeted
@@ -141,6 +141,17 @@ def _jsonl(path: Path, rows: list[dict]) -> None:
     _write(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
 
+def _domain_deltas(slices: dict[str, dict[str, Any]], prefix: str) -> dict[str, Any]:
+    """``<prefix>accuracy_<domain>`` and ``<prefix>accuracy_ci_<domain>`` for every domain (both modes
+    pooled) and ``all``."""
+    out: dict[str, Any] = {}
+    for sl, d in slices.items():
+        cat, mode = sl.split("/")
+        if mode == "all":
+            out[f"{prefix}accuracy_{cat}"], out[f"{prefix}accuracy_ci_{cat}"] = d["delta"], d["ci"]
+    return out
+
+
 def run(cfg, inputs: StageInputs) -> StageOutputs:
     torch.manual_seed(inputs.seed)
     modes = check_modes(list(cfg.modes), inputs.name)  # a bad mode fails before any generation
@@ -189,18 +200,20 @@ def run(cfg, inputs: StageInputs) -> StageOutputs:
                 outputs["budget_sweep"] = str(sweep(cfg, inputs, model, tok, rows, budgets))
         del model
     delta = deltas(items)
+    steps = step_deltas(items, [*targets][1:] + ["model"])  # baselines in config order, then the model
     _jsonl(d / "scores.jsonl", [it for v in items.values() for it in v])
-    _write(d / "eval.json", json.dumps({**results, "deltas": delta}, indent=2, sort_keys=True, default=str))
-    _write(d / "eval.md", to_markdown(results, delta))
+    report = {**results, "deltas": delta, "steps": steps}
+    _write(d / "eval.json", json.dumps(report, indent=2, sort_keys=True, default=str))
+    _write(d / "eval.md", to_markdown(results, delta, steps))
     metrics = {k: v for k, v in results["model"].items() if "/" not in k}
     for name in targets:
         if name != "model":
             metrics.update({f"{name}.{k}": v for k, v in results[name].items() if "/" not in k})
-            for sl, d in delta[name].items():  # every domain (both modes pooled) and all/all
-                cat, mode = sl.split("/")
-                if mode == "all":
-                    metrics[f"delta_vs_{name}.accuracy_{cat}"] = d["delta"]
-                    metrics[f"delta_vs_{name}.accuracy_ci_{cat}"] = d["ci"]
+            metrics.update(_domain_deltas(delta[name], f"delta_vs_{name}."))
+    for pair, sl in steps.items():  # e.g. sft.delta_vs_init.accuracy_all; the model's are the above
+        new, old = pair.split("-", 1)
+        if new != "model":
+            metrics.update(_domain_deltas(sl, f"{new}.delta_vs_{old}."))
     ckpt = link_checkpoint(inputs.checkpoint, inputs.checkpoint_dir)
     return StageOutputs(checkpoint=ckpt, metrics=metrics, outputs=outputs)
 

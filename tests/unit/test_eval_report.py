@@ -8,7 +8,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from posttrain import PosttrainError
-from posttrain.evals.report import MIN_N, ci_key, deltas, marked, metric_rows, target_metrics, to_markdown
+from posttrain.evals.report import (
+    MIN_N,
+    ci_key,
+    deltas,
+    marked,
+    metric_rows,
+    step_deltas,
+    target_metrics,
+    to_markdown,
+)
 from posttrain.evals.stats import paired_diff, wilson
 
 
@@ -142,6 +151,18 @@ def test_markdown_rows_cis_and_delta_table(items):
     code_budget = next(r for r in delta_rows if r.startswith("| code/budget |"))
     assert "+1.00 [+1.00, +1.00]" in code_budget and "**" not in code_budget  # n=2 < MIN_N: unmarked
     assert to_markdown(results).count("## Deltas") == 0
+
+
+def test_step_deltas_compare_each_stage_with_its_input(items):
+    half = {k: [x / 2 for x in v] for k, v in MODEL.items()}
+    chain = {"init": items["init"], "sft": scores("sft", half), "model": items["model"]}
+    steps = step_deltas(chain, ["init", "sft", "missing", "model"])
+    assert list(steps) == ["sft-init"]  # a pair with a target that was not evaluated is skipped
+    steps = step_deltas(chain, ["init", "sft", "model"])
+    assert steps["sft-init"] == deltas({"sft": chain["sft"], "init": chain["init"]}, model="sft")["init"]
+    assert steps["model-sft"]["all/all"]["delta"] == pytest.approx(steps["sft-init"]["all/all"]["delta"])
+    md = to_markdown({t: target_metrics(v) for t, v in chain.items()}, deltas(chain), steps)
+    assert "## What each stage changed" in md and "| slice | n | sft-init | model-sft |" in md
 
 
 def test_marked_needs_ci_off_zero_and_enough_pairs():
