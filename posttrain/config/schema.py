@@ -229,9 +229,21 @@ STAGE_SCHEMAS: dict[str, type[StageConfig]] = {
 
 
 @dataclass
+class ClaimConfig:
+    claim: str = _f("???", "What the finished run should show, as a sentence.")
+    check: str = _f(
+        "???",
+        "Expression over stage metrics, e.g. `eval.delta_vs_dpo.accuracy_ci_math[0] > 0` (evals/claims.py).",
+    )
+
+
+@dataclass
 class PipelineConfig:
     name: str = _f("nano2_tiny", "Pipeline name.")
     stages: list[str] = _f([], "Stage names in run order; each names a node under `stage`.")
+    claims: list[ClaimConfig] = _f(
+        [], "What a finished run should show, checked by `posttrain report <run_dir> claims=true`."
+    )
 
 
 @dataclass

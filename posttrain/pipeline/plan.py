@@ -157,6 +157,10 @@ def build_plan(cfg: DictConfig) -> list[PlannedStage]:
     if cfg.only_stage and cfg.only_stage not in order:
         raise PosttrainError(f"only_stage: {cfg.only_stage!r} is not a stage of this pipeline ({order})")
     check_values(cfg)
+    from posttrain.evals.claims import check_claims
+
+    for key, why in check_claims(OmegaConf.to_container(cfg.pipeline.get("claims") or []), list(cfg.stage)):
+        raise PosttrainError(f"pipeline.{key}: {why}")
     names = set(order) | {INIT}
     plan: list[PlannedStage] = []
     prev = INIT

@@ -73,6 +73,13 @@ class RunDir:
         )
         return list(dict.fromkeys([INIT_DIR, *names, *extra]))
 
+    def claims(self) -> list[dict[str, str]]:
+        """The claims the run's pipeline declared (``pipeline.claims``, recorded in ``pipeline.json``)."""
+        try:
+            return list(read_json(self.path / "pipeline.json").get("claims") or [])
+        except (OSError, ManifestError, AttributeError):
+            return []
+
     def stages(self) -> list[StageEntry]:
         out = []
         for name in self.order():

@@ -155,7 +155,8 @@ def prepare(cfg: DictConfig) -> Prepared:
     if not child:
         for d in [run_dir, *dirs.values()]:
             integrity.remove_partial(d)
-    write_json_atomic(run_dir / "pipeline.json", {"stages": [p.dirname for p in plan]})
+    claims = OmegaConf.to_container(cfg.pipeline.get("claims") or [], resolve=True)
+    write_json_atomic(run_dir / "pipeline.json", {"stages": [p.dirname for p in plan], "claims": claims})
     init = init_stage(cfg, run_dir)
     data = build_data(cfg, run_dir, init.checkpoint)
     fps = plan_fingerprints(plan, init.fingerprint, content_hash(run_dir / "data"), int(cfg.seed))

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from posttrain import PosttrainError
+from posttrain.evals.claims import check_all, claims_markdown
 from posttrain.pipeline.manifest import ManifestError
 from posttrain.pipeline.rundir import RunDir
-from posttrain.tracking.claims import checks_markdown, demo_checks
 
 KEY_METRICS = ("train_loss", "final_eval_loss", "eval_loss", "reward", "accuracy_on", "accuracy_off")
 _NOISE = re.compile(r"(runtime|per_second|flos|epoch|num_tokens|resumed_from|global_step)")
@@ -149,9 +149,9 @@ def render_report(run_dir: Path) -> dict[str, Path]:
             images += [f"### {name}", "", f"![{name} curves]({name}_curves.png)", ""]
     header = ["stage", "kind", "status", "wall s", "steps", "key metrics", "fingerprint", "W&B run"]
     lines = [f"# Run report: `{run_dir.resolve().name}`", "", "## Stages", "", *_table(header, rows)]
-    checks = demo_checks(run_dir)
+    checks = run_claims(run_dir)
     if any(c["passed"] is not None for c in checks):
-        lines += ["", "## What this run shows", "", checks_markdown(checks)]
+        lines += ["", "## What this run shows", "", claims_markdown(checks)]
     lines += eval_tables(run_dir)
     if images:
         lines += ["", "## Training curves", "", *images]
@@ -159,6 +159,12 @@ def render_report(run_dir: Path) -> dict[str, Path]:
     (out_dir / "report.md").write_text("\n".join(lines).rstrip() + "\n")
     out["report"] = out_dir / "report.md"
     return out
+
+
+def run_claims(run_dir: str | Path) -> list[dict[str, Any]]:
+    """The run's declared claims (``RunDir.claims``) checked against its done stages' manifests."""
+    rd = RunDir(run_dir)
+    return check_all(rd.claims(), {m.stage: m.metrics or {} for m in rd.done()})
 
 
 def report_main(argv: list[str] | None = None) -> int:
@@ -172,5 +178,5 @@ def report_main(argv: list[str] | None = None) -> int:
         return 0
     print(render_report(Path(cfg.run_dir))["report"])
     if cfg.claims:
-        print(checks_markdown(demo_checks(cfg.run_dir)), end="")
+        print(claims_markdown(run_claims(cfg.run_dir)), end="")
     return 0

@@ -8,8 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from posttrain.evals.claims import check_claims, claims_markdown, evaluate, parse, run_claims
-from posttrain.pipeline.manifest import Manifest, save_manifest
+from posttrain.evals.claims import check_claims, claims_markdown, evaluate, parse
+from posttrain.pipeline.manifest import Manifest, save_manifest, write_json_atomic
+from posttrain.tracking.report import run_claims
 
 num = st.floats(min_value=-100, max_value=100, allow_nan=False)
 OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
@@ -72,7 +73,7 @@ def test_declarations_are_checked_against_the_plan():
     assert "unknown stage(s) ['dpo']" in errs[1][1] and "references no metric" in errs[2][1]
 
 
-def test_run_claims_reads_done_manifests_only(tmp_path):
+def test_run_claims_reads_the_declared_claims_and_done_manifests_only(tmp_path):
     save_manifest(
         tmp_path / "04_grpo", Manifest(stage="grpo", kind="grpo", status="failed", metrics={"r": 1})
     )
@@ -84,7 +85,31 @@ def test_run_claims_reads_done_manifests_only(tmp_path):
         {"claim": "accuracy above a half", "check": "eval.a > 0.5"},
         {"claim": "reward rose", "check": "grpo.r > 0"},
     ]
-    rows = run_claims(tmp_path, claims)
+    assert claims_markdown(run_claims(tmp_path)).startswith("(this run's pipeline declares no claims")
+    write_json_atomic(tmp_path / "pipeline.json", {"stages": ["04_grpo", "05_eval"], "claims": claims})
+    rows = run_claims(tmp_path)
     assert [r["passed"] for r in rows] == [True, False, None]
     md = claims_markdown(rows)
     assert "| accuracy above a half | **no** | eval.a = 0.400 |" in md and "not measured" in md
+
+
+@pytest.mark.parametrize("pipeline", ["nano2_tiny", "nano2_smollm", "nano2_smoke"])
+def test_shipped_pipelines_declare_claims_that_parse(pipeline):
+    from omegaconf import OmegaConf
+
+    from posttrain.config.compose import compose
+    from posttrain.pipeline.plan import build_plan
+
+    cfg = compose([f"pipeline={pipeline}"])
+    build_plan(cfg)  # validates the claims too
+    claims = OmegaConf.to_container(cfg.pipeline.claims)
+    assert len(claims) >= 4 and check_claims(claims, list(cfg.stage)) == []
+
+
+def test_a_bad_claim_fails_the_plan_naming_it():
+    from posttrain import PosttrainError
+    from posttrain.config.compose import compose
+    from posttrain.pipeline.plan import build_plan
+
+    with pytest.raises(PosttrainError, match=r"pipeline.claims\[1\].check: unknown stage\(s\) \['evl'\]"):
+        build_plan(compose(["pipeline=nano2_tiny", "pipeline.claims.1.check='evl.tokens_off < 1'"]))
