@@ -285,6 +285,12 @@ class RootConfig:
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     deepspeed: dict[str, Any] | None = _f(None, "DeepSpeed config dict (+deepspeed=zero2|zero3).")
     only_stage: str | None = _f(None, "Run just this stage (launchers use it); upstream stages must be done.")
+    launched_resume: bool | None = _f(
+        None,
+        "Set by the torchrun launcher on the processes of the stage it starts (with only_stage): whether "
+        "the stage resumes. Its driver holds the run lock and wrote the running manifest, so these "
+        "processes neither lock nor write it. null in a normal run.",
+    )
 
 
 def register_configs() -> None:

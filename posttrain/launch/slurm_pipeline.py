@@ -22,7 +22,7 @@ from posttrain.launch.slurm import SlurmJobSpec, SlurmSubmitError, submit_chain
 from posttrain.pipeline.manifest import Manifest, load_manifest, save_manifest
 from posttrain.pipeline.runner import Prepared
 
-_DROP = ("launcher=", "launcher.kind=", "only_stage=", "+only_stage=", "hydra/launcher=")
+_DROP = ("launcher=", "launcher.kind=", "only_stage=", "+only_stage=", "launched_resume=", "hydra/launcher=")
 _SPEC_FIELDS = ("partition", "account", "nodes", "gpus_per_node", "cpus_per_task", "mem", "time")
 
 

@@ -33,7 +33,7 @@ def run_with_torchrun(cfg: DictConfig, prep: Prepared, overrides: list[str]) -> 
             run_stage(p, cfg, prep)
             continue
         _, resume = begin_stage(p, prep)
-        cmd = stage_command(overrides, p.name)
+        cmd = [*stage_command(overrides, p.name), f"launched_resume={'true' if resume else 'false'}"]
         torchrun = [
             sys.executable,
             "-m",
@@ -41,7 +41,7 @@ def run_with_torchrun(cfg: DictConfig, prep: Prepared, overrides: list[str]) -> 
             "--standalone",
             f"--nproc-per-node={nproc}",
         ]
-        env = {**os.environ, "POSTTRAIN_STAGE_RESUME": "1" if resume else "0", "OMP_NUM_THREADS": "1"}
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
         rc = subprocess.run([*torchrun, "-m", *cmd[2:]], env=env).returncode
         if rc != 0 or not prep.is_done(p.name):
             raise PosttrainError(

@@ -93,6 +93,7 @@ class Prepared:
     fps: dict[str, str]
     dirs: dict[str, Path]
     lock: RunLock | None = None
+    launched_resume: bool | None = None  # set in a torchrun launcher's child (``cfg.launched_resume``)
     _checked: dict[tuple[str, float | None], str | None] = field(default_factory=dict, repr=False)
 
     def manifest(self, name: str) -> Manifest | None:
@@ -149,7 +150,8 @@ def prepare(cfg: DictConfig) -> Prepared:
     plan = build_plan(cfg)
     run_dir = Path(cfg.run_dir)
     # a child of our torchrun launcher (its driver holds the lock), or a rank > 0 (rank 0 holds it)
-    child = "POSTTRAIN_STAGE_RESUME" in os.environ or not _is_main()
+    launched = cfg.get("launched_resume")
+    child = launched is not None or not _is_main()
     lock = None if child else acquire(run_dir)
     dirs = {INIT: run_dir / "00_init"} | {p.name: run_dir / p.dirname for p in plan}
     if not child:
@@ -160,7 +162,7 @@ def prepare(cfg: DictConfig) -> Prepared:
     init = init_stage(cfg, run_dir)
     data = build_data(cfg, run_dir, init.checkpoint)
     fps = plan_fingerprints(plan, init.fingerprint, content_hash(run_dir / "data"), int(cfg.seed))
-    return Prepared(plan, run_dir, data, fps, dirs, lock)
+    return Prepared(plan, run_dir, data, fps, dirs, lock, launched)
 
 
 def _checkpoint_of(ref: str, prep: Prepared, who: str) -> str:
@@ -199,12 +201,14 @@ def _is_main() -> bool:
 
 
 def begin_stage(p: PlannedStage, prep: Prepared) -> tuple[Manifest, bool]:
-    """Write the ``running`` manifest (main process only); returns it and whether to resume."""
+    """Write the ``running`` manifest (the driver's main process only) and return it with whether the
+    stage resumes: a stage whose last attempt, with this fingerprint, is ``running`` or ``failed``
+    resumes. In a torchrun launcher's child the driver already decided (``prep.launched_resume``)."""
     stage_dir, fp = prep.dirs[p.name], prep.fps[p.name]
     old = load_manifest(stage_dir)
     resume = bool(old and old.fingerprint == fp and old.status in ("running", "failed"))
-    if "POSTTRAIN_STAGE_RESUME" in os.environ:  # set by a launcher that did this bookkeeping already
-        resume = os.environ["POSTTRAIN_STAGE_RESUME"] == "1"
+    if prep.launched_resume is not None:
+        resume = prep.launched_resume
     m = Manifest(
         stage=p.name,
         kind=p.kind,
@@ -217,7 +221,7 @@ def begin_stage(p: PlannedStage, prep: Prepared) -> tuple[Manifest, bool]:
         slurm_job_id=os.environ.get("SLURM_JOB_ID") or (old.slurm_job_id if old else None),
         upstream=prep.upstream(p.name),
     )
-    if _is_main() and "POSTTRAIN_STAGE_RESUME" not in os.environ:
+    if _is_main() and prep.launched_resume is None:
         if not resume and stage_dir.exists():
             shutil.rmtree(stage_dir)
         stage_dir.mkdir(parents=True, exist_ok=True)
@@ -236,20 +240,7 @@ def run_stage(p: PlannedStage, cfg: DictConfig, prep: Prepared) -> Manifest:
     datasets = {ref: prep.dirs[ref] for ref in p.refs.values() if ref in prep.dirs}
     m, resume = begin_stage(p, prep)
     m.inputs = {"checkpoint": ckpt, **ckpts}
-    inputs = StageInputs(
-        name=p.name,
-        stage_dir=stage_dir,
-        checkpoint=ckpt,
-        data_dir=prep.run_dir / "data",
-        seed=stage_seed(p, int(cfg.seed)),
-        trust_remote_code=bool(cfg.model.trust_remote_code),
-        dtype=str(cfg.model.dtype),
-        datasets=datasets,
-        checkpoints=ckpts,
-        resume=resume,
-        callbacks=[MetricsCallback(stage_dir, p.name)],
-        deepspeed=OmegaConf.to_container(cfg.deepspeed, resolve=True) if cfg.get("deepspeed") else None,
-    )
+    deepspeed = OmegaConf.to_container(cfg.deepspeed, resolve=True) if cfg.get("deepspeed") else None
     save = save_manifest if _is_main() else (lambda *_: None)
     parent = prep.manifest(p.input) if p.input in prep.dirs else None
     tracking = stage_run(
@@ -265,19 +256,34 @@ def run_stage(p: PlannedStage, cfg: DictConfig, prep: Prepared) -> Manifest:
         },
         run_id=m.wandb_run_id,
         parent_artifact=parent.outputs.get("wandb_artifact") if parent else None,
-        checkpoint_dir=inputs.checkpoint_dir,
+        checkpoint_dir=stage_dir / "checkpoint",
     )
-    with tracking as wb, preemption(inputs) as handler, single_process_env(inputs.deepspeed is not None):
+    with tracking as wb, preemption() as pre, single_process_env(deepspeed is not None):
         if wb.run_id != m.wandb_run_id:  # stored before training, so a resumed stage continues the run
             m.wandb_run_id = wb.run_id
             save(stage_dir, m)
-        inputs.report_to = wb.report_to
+        inputs = StageInputs(  # built once everything it carries is known; stages cannot change it
+            name=p.name,
+            stage_dir=stage_dir,
+            checkpoint=ckpt,
+            data_dir=prep.run_dir / "data",
+            seed=stage_seed(p, int(cfg.seed)),
+            trust_remote_code=bool(cfg.model.trust_remote_code),
+            dtype=str(cfg.model.dtype),
+            datasets=datasets,
+            checkpoints=ckpts,
+            resume=resume,
+            report_to=list(wb.report_to),
+            callbacks=[MetricsCallback(stage_dir, p.name), *pre.callbacks],
+            deepspeed=deepspeed,
+            preempted=pre.preempted,
+        )
         try:
             out = stage_module(p.kind).run(p.cfg, inputs)
         except Preempted as e:
             m.error = f"preempted at step {e.step}; checkpoint saved, requeued"
             save(stage_dir, m)
-            handler.requeue()
+            pre.requeue()
             raise SystemExit(PREEMPTED_EXIT_CODE) from None
         except BaseException as e:
             m.status, m.finished_at = "failed", time.time()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,9 +15,15 @@ import torch
 from posttrain import PosttrainError
 
 
-@dataclass
+def _never() -> bool:
+    return False
+
+
+@dataclass(frozen=True)
 class StageInputs:
-    """Everything a stage may read. Paths only: stages load what they need themselves."""
+    """Everything a stage may read, fixed before it starts (frozen). Paths only: stages load what they
+    need themselves. ``callbacks`` go to the Trainer; ``preempted()`` tells ``train_and_save`` that a
+    preemption signal stopped training (it then raises ``Preempted``)."""
 
     name: str
     stage_dir: Path
@@ -31,6 +38,7 @@ class StageInputs:
     report_to: list[str] = field(default_factory=list)
     callbacks: list[Any] = field(default_factory=list)
     deepspeed: dict[str, Any] | None = None
+    preempted: Callable[[], bool] = _never
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -225,7 +233,7 @@ def train_and_save(trainer, tokenizer, inputs: StageInputs) -> dict[str, Any]:
         if resume:
             load_resume_weights(trainer.model, resume)
         result = trainer.train(resume_from_checkpoint=resume)
-        if [cb for cb in inputs.callbacks if getattr(cb, "preempted", False)]:
+        if inputs.preempted():
             raise Preempted(trainer.state.global_step)
         metrics = {k: v for k, v in result.metrics.items() if isinstance(v, (int, float))}
     model = trainer.model

@@ -15,7 +15,6 @@ from posttrain.config.schema import DPOStageConfig, MergeStageConfig, SFTStageCo
 from posttrain.models import load_model
 from posttrain.pipeline.rundir import read_metrics
 from posttrain.stages import dpo, merge, sft
-from posttrain.tracking.jsonl import MetricsCallback
 
 pytestmark = pytest.mark.integration
 
@@ -25,8 +24,7 @@ GOLDEN_SFT = {1: 8.31346, 2: 7.45285, 3: 6.63561, 4: 6.10169, 5: 5.78991, 6: 5.6
 
 
 def _sft(tmp_path, init_ckpt, sft_data, steps=6, **kw):
-    inputs = make_inputs(tmp_path, init_ckpt, sft_data, name="sft")
-    inputs.callbacks = [MetricsCallback(inputs.stage_dir, "sft")]
+    inputs = make_inputs(tmp_path, init_ckpt, sft_data, name="sft", metrics=True)
     cfg = structured(
         SFTStageConfig,
         max_steps=steps,
@@ -72,8 +70,9 @@ def _dpo_inputs(tmp_path, init_ckpt, sft_data):
     ]
     pref_dir = tmp_path / "pref"
     Dataset.from_list(pairs).save_to_disk(str(pref_dir / "pairs"))
-    inputs = make_inputs(tmp_path, init_ckpt, sft_data, name="dpo", datasets={"preference": pref_dir})
-    inputs.callbacks = [MetricsCallback(inputs.stage_dir, "dpo")]
+    inputs = make_inputs(
+        tmp_path, init_ckpt, sft_data, name="dpo", metrics=True, datasets={"preference": pref_dir}
+    )
     return inputs
 
 

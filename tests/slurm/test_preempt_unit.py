@@ -128,3 +128,36 @@ def test_module_does_not_import_posttrain_or_transformers_eagerly():
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env = dict(os.environ, PYTHONPATH=root)
     subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=60)
+
+
+def test_stage_preemption_hands_the_stage_callbacks_and_a_flag(monkeypatch):
+    """What the runner gives a stage: ``preemption()``'s callbacks go into the frozen ``StageInputs``,
+    and its ``preempted()`` turns true once USR1 arrived and the Trainer reached a step boundary."""
+    import dataclasses
+    from pathlib import Path
+
+    from transformers import TrainerControl
+
+    from posttrain.launch.preemption import preemption
+    from posttrain.stages.base import StageInputs
+
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    monkeypatch.delenv("POSTTRAIN_PREEMPTION", raising=False)
+    with preemption() as off:
+        assert off.callbacks == [] and not off.preempted() and off.requeue() is False
+    monkeypatch.setenv("POSTTRAIN_PREEMPTION", "1")
+    with preemption() as pre:
+        inputs = StageInputs(
+            "sft", Path("s"), "ck", Path("d"), callbacks=[*pre.callbacks], preempted=pre.preempted
+        )
+        (cb,) = inputs.callbacks
+        state, control = types.SimpleNamespace(global_step=3), TrainerControl()
+        cb.on_step_end(None, state, control)
+        assert not inputs.preempted()
+        os.kill(os.getpid(), signal.SIGUSR1)
+        assert pre.handler.wait(timeout=5)
+        cb.on_step_end(None, state, control)
+        assert inputs.preempted() and control.should_save and control.should_training_stop
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        inputs.report_to = ["wandb"]  # type: ignore[misc]
+    assert StageInputs("x", Path("s"), "ck", Path("d")).preempted() is False
