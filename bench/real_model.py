@@ -108,15 +108,43 @@ def replicate(run_dir: Path) -> dict[str, Any]:
     from posttrain.pipeline.rundir import RunDir
 
     ev = _eval_dir(run_dir)
-    grpo = [m for m in RunDir(run_dir).done() if m.kind == "grpo"]
+    rd = RunDir(run_dir)
+    grpo = [m for m in rd.done() if m.kind == "grpo"]
     hydra_cfg = run_dir / ".hydra" / "config.yaml"  # what `posttrain run` composed for this run dir
     seed = OmegaConf.load(hydra_cfg).get("seed") if hydra_cfg.exists() else None
+    stage_cfg = next(
+        (e.dir / "config.json" for e in rd.stages() if e.manifest and e.manifest.kind == "grpo"), None
+    )
+    if stage_cfg and stage_cfg.exists() and json.loads(stage_cfg.read_text()).get("seed") is not None:
+        seed = json.loads(stage_cfg.read_text())["seed"]  # stage.grpo.seed: a GRPO-only replicate
+    items = _items(ev)
     return {
         "run_dir": str(run_dir),
         "seed": seed,
         "grpo_metrics": grpo[-1].metrics if grpo else {},
-        "grpo_gain": gains(_items(ev), "model", "dpo"),
+        "grpo_gain": gains(items, "model", "dpo"),
+        "_items": items,
     }
+
+
+def pooled_gain(runs: list[dict[str, list[dict]]]) -> dict[str, Any]:
+    """GRPO's gain averaged over seeds: per (prompt, mode), the mean over runs of the final model's
+    score minus the (shared) DPO score, with the paired bootstrap interval over prompts. It estimates
+    the recipe's expected effect; each seed's own interval says how reliably one run shows it."""
+    from posttrain.evals.stats import paired_diff
+
+    dpo = {(it["uuid"], it["mode"]): it for it in runs[0]["dpo"]}
+    finals = [{(it["uuid"], it["mode"]): it["score"] for it in r["model"]} for r in runs]
+    keys = [k for k in dpo if all(k in f for f in finals)]
+    out = {}
+    for dom in ("all", *DOMAINS):
+        ks = [k for k in keys if dom == "all" or dpo[k]["category"] == dom]
+        if ks:
+            a = [sum(f[k] for f in finals) / len(finals) for k in ks]
+            d, lo, hi = paired_diff(a, [dpo[k]["score"] for k in ks])
+            out[dom] = {"delta": d, "ci": [lo, hi], "n": len(ks), "seeds": len(finals)}
+            out[dom]["excludes_0"] = lo > 0 or hi < 0
+    return out
 
 
 def collect(run_dir: Path) -> dict[str, Any]:
@@ -203,6 +231,13 @@ def to_markdown(r: dict[str, Any]) -> str:
             if dom != "slices":
                 yes = "**yes**" if v["excludes_0"] else "no"
                 lines.append(f"| {dom} | {v['delta']:+.3f} | {_ci(v['ci'])} | {v['n']} | {yes} |")
+    if r.get("grpo_pooled"):
+        n = next(iter(r["grpo_pooled"].values()))["seeds"]
+        lines += ["", f"## GRPO gain averaged over {n} seeds (same DPO input, same prompts)", ""]
+        lines += ["| domain | delta | CI | n | excludes 0 |", "|---|---|---|---|---|"]
+        for dom, v in r["grpo_pooled"].items():
+            yes = "**yes**" if v["excludes_0"] else "no"
+            lines.append(f"| {dom} | {v['delta']:+.3f} | {_ci(v['ci'])} | {v['n']} | {yes} |")
     lines += ["", "Stage wall times (s): " + ", ".join(f"{k} {v}" for k, v in r["stage_wall_s"].items())]
     return "\n".join(lines) + "\n"
 
@@ -235,7 +270,9 @@ def main() -> int:
         subprocess.run(cmd, check=True)
     r = collect(run_dir)
     if a.replicates:
-        r["grpo_replicates"] = [replicate(Path(d)) for d in a.replicates]
+        reps = [replicate(Path(d)) for d in a.replicates]
+        r["grpo_pooled"] = pooled_gain([_items(_eval_dir(run_dir)), *(rep.pop("_items") for rep in reps)])
+        r["grpo_replicates"] = reps
     r |= {
         "command": " ".join(["python bench/real_model.py", *sys.argv[1:]]),
         "bench_wall_s": round(time.time() - t0, 1),
