@@ -26,7 +26,6 @@ from typing import Any
 from data_recipes.errors import DataError
 
 ROLES = ("system", "user", "assistant", "tool")
-VERIFIABLE = ("math", "code", "tool_calling", "safety", "chat")
 REQUIRED = ("uuid", "license", "generator", "version", "category", "reasoning", "messages")
 MESSAGE_KEYS = {"role", "content", "reasoning_content", "tool_calls", "tool_call_id", "name"}
 FLAGS = ("/no_think", "/think")

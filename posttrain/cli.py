@@ -149,10 +149,11 @@ def cmd_data(argv: list[str]) -> int:
         return 2
     if argv[0] == "inspect":
         from data_recipes.inspect import render_inspect
+        from posttrain.config.commands import InspectConfig, parse_command
 
-        if len(argv) != 2:
-            raise PosttrainError("usage: posttrain data inspect <dir>")
-        print(render_inspect(argv[1]))
+        cfg = parse_command(InspectConfig, argv[1:], "posttrain data inspect", positional=("dir",))
+        if cfg is not None:
+            print(render_inspect(cfg.dir))
         return 0
     from omegaconf import OmegaConf
 
@@ -192,7 +193,7 @@ def cmd_eval(argv: list[str]) -> int:
 
 
 def cmd_ablate(argv: list[str]) -> int:
-    from posttrain.evals.ablation import ablation_main
+    from posttrain.experiments.ablation import ablation_main
 
     return ablation_main(argv)
 

@@ -1,6 +1,7 @@
 """Structured configs of the commands other than ``run``, and their one ``key=value`` grammar.
 
-``posttrain eval budget``, ``ablate truncation``, ``status``, ``report`` and ``serve`` read their settings with
+``posttrain eval budget``, ``ablate truncation``, ``status``, ``report``, ``serve`` and ``data inspect`` read
+their settings with
 ``parse_command`` (``bench/budget.py`` takes the sweep defaults from ``SweepConfig``). It merges ``key=value`` arguments (OmegaConf dotlist syntax: lists as
 ``[0,8,null]``) into the command's dataclass in struct mode. An unknown key fails, naming the key; a
 wrong type fails, naming the key and the value. ``--help`` prints each field's help text. The budget
@@ -22,11 +23,13 @@ __all__ = [
     "COMMANDS",
     "AblateConfig",
     "EvalBudgetConfig",
+    "InspectConfig",
     "ReportConfig",
     "ServeConfig",
     "StatusConfig",
     "SweepConfig",
     "parse_command",
+    "register_commands",
     "usage",
 ]
 
@@ -83,6 +86,13 @@ class ServeConfig:
     read_timeout: float = _f(10.0, "Seconds for a request's headers and body to arrive (then 408).")
 
 
+@dataclass
+class InspectConfig:
+    """``posttrain data inspect <dir>``: counts, lengths and samples of a built data dir."""
+
+    dir: str = _f("???", "A data dir written by `posttrain data build` (positional).")
+
+
 COMMANDS: dict[str, type] = {
     "eval_budget": EvalBudgetConfig,
     "ablate": AblateConfig,
@@ -90,7 +100,18 @@ COMMANDS: dict[str, type] = {
     "status": StatusConfig,
     "report": ReportConfig,
     "serve": ServeConfig,
+    "data_inspect": InspectConfig,
 }
+
+
+def register_commands() -> None:
+    """Register every command's schema with Hydra's ConfigStore as ``command/<name>`` (idempotent), next
+    to the run schemas (``config/schema.register_configs``): a user config can extend them there."""
+    from hydra.core.config_store import ConfigStore
+
+    cs = ConfigStore.instance()
+    for name, schema in COMMANDS.items():
+        cs.store(group="command", name=name, node=schema)
 
 
 def _show(value: Any) -> str:
@@ -110,6 +131,17 @@ def usage(schema: type, prog: str) -> str:
     return "\n".join(lines)
 
 
+def _registered(schema: type) -> Any:
+    """The schema's node in the ConfigStore (``command/<name>``); unregistered schemas are built as is."""
+    from hydra.core.config_store import ConfigStore
+
+    name = next((k for k, v in COMMANDS.items() if v is schema), None)
+    if name is None:
+        return OmegaConf.structured(schema)
+    register_commands()
+    return ConfigStore.instance().load(f"command/{name}.yaml").node
+
+
 def parse_command(schema: type, argv: list[str], prog: str, positional: tuple[str, ...] = ()) -> Any:
     """``argv`` (``key=value`` items, plus ``positional`` fields given bare, in order) merged into
     ``schema``. Returns the typed config object, or None after printing ``--help``."""
@@ -120,7 +152,7 @@ def parse_command(schema: type, argv: list[str], prog: str, positional: tuple[st
     if len(bare) > len(positional):
         raise PosttrainError(f"{prog}: unexpected argument {bare[len(positional)]!r}; use key=value")
     items = [f"{k}={v}" for k, v in zip(positional, bare)] + [a for a in argv if "=" in a]
-    base = OmegaConf.structured(schema)
+    base = _registered(schema)
     try:
         cfg = OmegaConf.merge(base, OmegaConf.from_dotlist(items))
         missing = sorted(OmegaConf.missing_keys(cfg))

@@ -25,11 +25,6 @@ def load_metadata(metadata: Mapping[str, Any] | str | None) -> dict[str, Any]:
     return {k: v for k, v in metadata.items() if v is not None}
 
 
-def clip01(x: float) -> float:
-    """Clamp a reward into [0, 1]."""
-    return 0.0 if x < 0.0 else 1.0 if x > 1.0 else float(x)
-
-
 # ------------------------------------------------------------------------------------- plausible prose
 MIN_WORDS = 5
 MIN_CLEAN_SHARE = 0.85

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from posttrain import PosttrainError
 from posttrain.config.commands import AblateConfig, parse_command
-from posttrain.evals.ablation import METRICS, ablation_main, aggregate, to_markdown
+from posttrain.experiments.ablation import METRICS, ablation_main, aggregate, to_markdown
 
 metric = st.floats(min_value=0, max_value=100, allow_nan=False)
 
@@ -59,8 +59,8 @@ def test_parse_seeds():
 
 
 def test_ablation_report_shares_the_sweep_table_and_plot(tmp_path):
-    from posttrain.evals.ablation import PLOTTED
     from posttrain.evals.sweep import plot
+    from posttrain.experiments.ablation import PLOTTED
 
     rows = [
         {"budget": b, "variant": v, "seed": s, **{m: float(s + i) for i, m in enumerate(METRICS)}}

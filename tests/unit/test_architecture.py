@@ -47,6 +47,14 @@ def test_layers_point_one_way():
         for d in deps
         if d.startswith("posttrain.stages")
     ]
+    into_experiments = [
+        (m, d)
+        for m, deps in graph.items()
+        for d in deps
+        if d.startswith("posttrain.experiments")
+        and not m.startswith(("posttrain.experiments", "posttrain.cli"))
+    ]
+    assert into_experiments == [], "only the CLI may reach the experiment drivers"
 
 
 def test_think_tags_are_defined_once():

@@ -81,3 +81,18 @@ def test_every_sweep_shares_one_set_of_defaults():
         sweep.max_per_category,
         sweep.split,
     )
+
+
+def test_every_command_schema_is_registered_in_the_configstore():
+    from hydra.core.config_store import ConfigStore
+    from omegaconf import OmegaConf
+
+    from posttrain.config.commands import COMMANDS, InspectConfig, register_commands
+
+    register_commands()
+    for name, schema in COMMANDS.items():
+        node = ConfigStore.instance().load(f"command/{name}.yaml").node
+        assert OmegaConf.get_type(node) is schema
+    assert parse_command(InspectConfig, ["d"], "posttrain data inspect", ("dir",)).dir == "d"
+    with pytest.raises(PosttrainError, match=r"posttrain data inspect: colour: .*keys: dir"):
+        parse_command(InspectConfig, ["d", "colour=red"], "posttrain data inspect", ("dir",))
