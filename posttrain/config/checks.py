@@ -17,6 +17,7 @@ from typing import Any
 from posttrain import PosttrainError
 
 GRPO_REWARDS = ("correctness", "format", "length", "math_steps")  # posttrain.stages.grpo.reward_functions
+SCALE_REWARDS = ("group", "batch", "none")  # TRL GRPOConfig.scale_rewards
 DPO_LOSS_TYPES = (
     "sigmoid",
     "hinge",
@@ -135,6 +136,10 @@ def _grpo(cfg: Any, world: int) -> list[tuple[str, str]]:
     out = _train(cfg) + _min(cfg, 2, "num_generations") + _min(cfg, 1, "max_completion_length")
     out += _min(cfg, 0, "temperature", strict=True) + _min(cfg, 0, "beta", "length_slope", "max_prompts")
     out += _unit(cfg, "off_fraction")
+    if cfg.scale_rewards not in SCALE_REWARDS:
+        out.append(
+            ("scale_rewards", f"unknown value {cfg.scale_rewards!r}; use one of {list(SCALE_REWARDS)}")
+        )
     unknown = [r for r in cfg.rewards if r not in GRPO_REWARDS]
     if not cfg.rewards or unknown:
         why = f"unknown reward(s) {unknown}" if unknown else "empty"

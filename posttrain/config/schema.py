@@ -157,6 +157,12 @@ class GRPOStageConfig(TrainStageConfig):
     max_completion_length: int = _f(96, "Max completion tokens.")
     temperature: float = _f(1.0, "Sampling temperature.")
     beta: float = _f(0.0, "KL coefficient to the reference (0: no reference model).")
+    scale_rewards: str = _f(
+        "group",
+        "Advantage scaling (TRL): group (GRPO: divide by the group's reward std), batch, or none (Dr. GRPO: "
+        "no division, so a group whose samples differ only by a small format or step reward is not blown "
+        "up to the same unit advantage as a right-versus-wrong group).",
+    )
     rewards: list[str] = _f(
         ["correctness", "format"], "Reward functions: correctness, format, length, math_steps (dense)."
     )

@@ -97,6 +97,7 @@ def run(cfg, inputs: StageInputs) -> StageOutputs:
         max_completion_length=cfg.max_completion_length,
         temperature=cfg.temperature,
         beta=cfg.beta,
+        scale_rewards=cfg.scale_rewards,
         reward_weights=list(cfg.reward_weights) or None,
         log_completions=False,
     )

@@ -28,6 +28,7 @@ CASES = [
         "does not divide the generation batch 32",
     ),
     (["stage.grpo.temperature=0"], "stage.grpo.temperature", "must be > 0"),
+    (["stage.grpo.scale_rewards=std"], "stage.grpo.scale_rewards", "unknown value 'std'"),
     (["stage.grpo.beta=-0.1"], "stage.grpo.beta", "must be >= 0"),
     (["stage.grpo.learning_rate=0"], "stage.grpo.learning_rate", "must be > 0"),
     (["stage.dpo.beta=0"], "stage.dpo.beta", "must be > 0"),
