@@ -16,7 +16,13 @@ from typing import Any
 
 from posttrain import PosttrainError
 
-GRPO_REWARDS = ("correctness", "format", "length", "math_steps")  # posttrain.stages.grpo.reward_functions
+GRPO_REWARDS = (
+    "correctness",
+    "correctness_in_format",
+    "format",
+    "length",
+    "math_steps",
+)  # posttrain.stages.grpo.reward_functions
 SCALE_REWARDS = ("group", "batch", "none")  # TRL GRPOConfig.scale_rewards
 DPO_LOSS_TYPES = (
     "sigmoid",

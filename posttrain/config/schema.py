@@ -164,7 +164,9 @@ class GRPOStageConfig(TrainStageConfig):
         "up to the same unit advantage as a right-versus-wrong group).",
     )
     rewards: list[str] = _f(
-        ["correctness", "format"], "Reward functions: correctness, format, length, math_steps (dense)."
+        ["correctness", "format"],
+        "Reward functions: correctness, correctness_in_format (0 unless well-formed for its mode), format, "
+        "length, math_steps (dense).",
     )
     reward_weights: list[float] = _f([], "Weights per reward (empty: all 1).")
     length_budget: int = _f(64, "Thinking budget for the length penalty (tokens).")

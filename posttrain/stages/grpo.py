@@ -14,7 +14,12 @@ from trl import GRPOConfig, GRPOTrainer
 
 from posttrain import PosttrainError
 from posttrain.inference.generate import with_reasoning_mode
-from posttrain.rewards import correctness_reward, format_reward_fn, make_length_penalty
+from posttrain.rewards import (
+    correctness_in_format_reward,
+    correctness_reward,
+    format_reward_fn,
+    make_length_penalty,
+)
 from posttrain.rewards.steps import math_steps_reward
 from posttrain.stages.base import (
     StageInputs,
@@ -33,6 +38,7 @@ KEEP = ("prompt", "category", "reasoning", "metadata")
 def reward_functions(cfg, tok) -> list:
     table = {
         "correctness": lambda: correctness_reward,
+        "correctness_in_format": lambda: correctness_in_format_reward,
         "format": lambda: format_reward_fn,
         "length": lambda: make_length_penalty(cfg.length_budget, cfg.length_slope, tok),
         "math_steps": lambda: math_steps_reward,

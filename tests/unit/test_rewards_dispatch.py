@@ -174,3 +174,21 @@ def test_length_penalty_validates() -> None:
         length_penalty(1, 0, slope=1.0)
     with pytest.raises(ValueError):
         length_penalty(1, 10, slope=-1.0)
+
+
+def test_correctness_in_format_scores_nothing_for_a_no_think_answer_that_thinks() -> None:
+    from posttrain.rewards import correctness_in_format_reward
+
+    meta = {"answer": "9"}
+    thinks_anyway = "7 - 1 = 6.\n6 + 3 = 9.\n</think></think>The answer is \\boxed{9}"  # measured on SmolLM2
+    plain = "The answer is \\boxed{9}"
+    wrong = "The answer is \\boxed{8}"
+    cols = {"category": ["math"] * 3, "metadata": [meta] * 3, "reasoning": ["off"] * 3}
+    comps = [thinks_anyway, plain, wrong]
+    assert correctness_reward(completions=comps, **cols) == [1.0, 1.0, 0.0]  # the answer after the last close
+    assert format_reward_fn(completions=comps, **cols) == [0.0, 1.0, 1.0]
+    assert correctness_in_format_reward(completions=comps, **cols) == [0.0, 1.0, 0.0]
+    on = {"category": ["math"], "metadata": [meta], "reasoning": ["on"]}
+    assert correctness_in_format_reward(
+        completions=["6 + 3 = 9.\n</think>The answer is \\boxed{9}"], **on
+    ) == [1.0]
