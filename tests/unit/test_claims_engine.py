@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import operator
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from posttrain.evals.claims import check_claims, claims_markdown, evaluate, parse
@@ -113,3 +114,57 @@ def test_a_bad_claim_fails_the_plan_naming_it():
 
     with pytest.raises(PosttrainError, match=r"pipeline.claims\[1\].check: unknown stage\(s\) \['evl'\]"):
         build_plan(compose(["pipeline=nano2_tiny", "pipeline.claims.1.check='evl.tokens_off < 1'"]))
+
+
+share = st.floats(min_value=0, max_value=1)
+tokens = st.floats(min_value=1, max_value=200)
+
+
+@functools.cache
+def tiny_claims() -> list:
+    from omegaconf import OmegaConf
+
+    from posttrain.config.compose import compose
+
+    return OmegaConf.to_container(compose(["pipeline=nano2_tiny"]).pipeline.claims)
+
+
+@settings(deadline=None, max_examples=60)
+@given(
+    on=share,
+    off=share,
+    i_on=share,
+    i_off=share,
+    b=share,
+    t_on=tokens,
+    t_off=tokens,
+    first=st.floats(0, 2),
+    last=st.floats(0, 2),
+    lo=st.floats(-1, 1),
+    width=st.floats(0, 1),
+)
+def test_the_demo_claims_keep_their_old_definitions(
+    on, off, i_on, i_off, b, t_on, t_off, first, last, lo, width
+):
+    """The five claims the library used to hard-code (tracking/claims.py), now declared in nano2_tiny.yaml,
+    decide exactly as before."""
+    from posttrain.evals.claims import check_all
+
+    claims = tiny_claims()
+    ev = {
+        "sft.format_on": on,
+        "sft.format_off": off,
+        "init.format_on": i_on,
+        "init.format_off": i_off,
+        "format_on": on,
+        "format_budget": b,
+        "tokens_on": t_on,
+        "tokens_off": t_off,
+        "delta_vs_sft.accuracy_ci_all": [lo, lo + width],
+    }
+    got = [
+        r["passed"]
+        for r in check_all(claims, {"eval": ev, "grpo": {"reward_first": first, "reward_last": last}})
+    ]
+    old = [on > i_on and off > i_off, t_off <= 0.6 * t_on, b >= on - 0.1, last > first, lo + width >= 0]
+    assert got == old
