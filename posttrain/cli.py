@@ -7,6 +7,8 @@ posttrain data inspect <dir>
 posttrain serve <checkpoint> [host=127.0.0.1] [port=8000] [max_concurrency=8] [max_body_bytes=N] ...
                                                        (OpenAI-compatible HTTP server, bounded)
 posttrain eval budget <checkpoint> budgets=[0,8,16,none] out=<dir> data=<data dir>
+posttrain memory model=<name> [context=131072] [batch=1] [gpu=a10g | budget_gib=N] [json=true]
+                                                       (weights + KV cache + Mamba state vs a GPU budget)
 """
 
 from __future__ import annotations
@@ -204,6 +206,12 @@ def cmd_report(argv: list[str]) -> int:
     return report_main(argv)
 
 
+def cmd_memory(argv: list[str]) -> int:
+    from posttrain.compress.memory_cli import memory_main
+
+    return memory_main(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     commands = {
@@ -214,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         "eval": cmd_eval,
         "report": cmd_report,
         "ablate": cmd_ablate,
+        "memory": cmd_memory,
     }
     if not argv or argv[0] in ("-h", "--help"):
         print(__doc__.strip())

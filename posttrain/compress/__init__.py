@@ -1,0 +1,2 @@
+"""Compression (the Nano 2 12B -> 9B step): the memory planner (``memory``) that decides which widths fit
+the A10G budget at 128k context."""
