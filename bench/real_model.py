@@ -1,6 +1,7 @@
 """Does the recipe make a real model better? ``nano2_smollm`` on SmolLM2-135M-Instruct, measured.
 
-    python bench/real_model.py [--run-dir runs/real] [--no-run] [overrides ...]
+    python bench/real_model.py [--run-dir runs/real] [--no-run] [--replicates DIR ...]
+                               [--variants DIR ...] [overrides ...]
 
 Runs ``posttrain run pipeline=nano2_smollm run_dir=<run-dir> [overrides]`` (finished stages are
 skipped, so a second call only re-reads), then reads what its eval stage measured: every target
@@ -8,7 +9,10 @@ skipped, so a second call only re-reads), then reads what its eval stage measure
 held-out prompts, greedy, in the same run. Accuracy is the mean verifier score with a 95 % interval
 (Wilson for 0/1 scores, else bootstrap); ``grpo_gain`` is final minus DPO (GRPO's input) per domain
 and mode, with a paired bootstrap interval over the same prompts; ``budget`` holds the budget sweep
-of the final model (tokens saved and accuracy lost at each thinking budget vs unlimited).
+of the final model (tokens saved and accuracy lost at each thinking budget vs unlimited). Every
+paired difference also carries its strict-accuracy delta (correct *and* well-formed for the mode).
+``--replicates`` reads GRPO-only reruns of the same recipe with another seed (pooled into
+``grpo_pooled``); ``--variants`` reads GRPO-only runs of another GRPO recipe (reported, not pooled).
 
 Writes ``bench/results/real_model.json`` and ``real_model.md``.
 """
@@ -72,17 +76,34 @@ def stage_summary(res: dict[str, Any]) -> dict[str, Any]:
 
 
 def gains(items: dict[str, list[dict]], new: str, old: str) -> dict[str, Any]:
-    """Paired ``new - old`` accuracy per domain (its on+off prompts pooled), overall, and per slice."""
+    """Paired ``new - old`` accuracy per domain (its on+off prompts pooled), overall, and per slice;
+    ``strict`` holds the same for strict accuracy (correct *and* well-formed for the mode)."""
     from posttrain.evals.report import deltas
 
-    d = deltas({new: items[new], old: items[old]}, model=new)[old]
+    pair = {new: items[new], old: items[old]}
+    d = deltas(pair, model=new)[old]
+    strict = deltas(pair, model=new, metric="strict")[old]
     out: dict[str, Any] = {}
     for dom in ("all", *DOMAINS):
         v = d.get(f"{dom}/all")
         if v:
+            sv = strict[f"{dom}/all"]
             out[dom] = {**v, "excludes_0": v["ci"][0] > 0 or v["ci"][1] < 0}
+            out[dom]["strict"] = {"delta": sv["delta"], "ci": sv["ci"]}
     out["slices"] = d
+    out["slices_strict"] = strict
     return out
+
+
+def _gain_rows(prefix: str, gain: dict[str, Any]) -> list[str]:
+    rows = []
+    for dom, v in gain.items():
+        if not dom.startswith("slices"):
+            yes = "**yes**" if v["excludes_0"] else "no"
+            sv = v.get("strict")
+            strict = f" {sv['delta']:+.3f} {_ci(sv['ci'])} |" if sv else " |"
+            rows.append(f"| {prefix}{dom} | {v['delta']:+.3f} | {_ci(v['ci'])} | {v['n']} | {yes} |{strict}")
+    return rows
 
 
 COMPARISONS = {
@@ -115,12 +136,14 @@ def replicate(run_dir: Path) -> dict[str, Any]:
     stage_cfg = next(
         (e.dir / "config.json" for e in rd.stages() if e.manifest and e.manifest.kind == "grpo"), None
     )
-    if stage_cfg and stage_cfg.exists() and json.loads(stage_cfg.read_text()).get("seed") is not None:
-        seed = json.loads(stage_cfg.read_text())["seed"]  # stage.grpo.seed: a GRPO-only replicate
+    grpo_cfg = json.loads(stage_cfg.read_text()) if stage_cfg and stage_cfg.exists() else {}
+    if grpo_cfg.get("seed") is not None:
+        seed = grpo_cfg["seed"]  # stage.grpo.seed: a GRPO-only replicate
     items = _items(ev)
     return {
         "run_dir": str(run_dir),
         "seed": seed,
+        "recipe": {k: grpo_cfg.get(k) for k in ("rewards", "reward_weights", "scale_rewards")},
         "grpo_metrics": grpo[-1].metrics if grpo else {},
         "grpo_gain": gains(items, "model", "dpo"),
         "_items": items,
@@ -198,16 +221,14 @@ def to_markdown(r: dict[str, Any]) -> str:
         "",
         "## Paired differences on the same prompts (95 % bootstrap CI)",
         "",
-        "| comparison | domain | delta | CI | n | excludes 0 |",
-        "|---|---|---|---|---|---|",
+        "Strict = correct *and* well-formed for the mode (a `/no_think` answer that reasons and closes",
+        "`</think>` again counts on accuracy, not on strict).",
+        "",
+        "| comparison | domain | delta | CI | n | excludes 0 | strict delta [CI] |",
+        "|---|---|---|---|---|---|---|",
     ]
     for key, (a, b) in COMPARISONS.items():
-        for dom, v in r.get(key, {}).items():
-            if dom != "slices":
-                yes = "**yes**" if v["excludes_0"] else "no"
-                lines.append(
-                    f"| {key} ({a} - {b}) | {dom} | {v['delta']:+.3f} | {_ci(v['ci'])} | {v['n']} | {yes} |"
-                )
+        lines += _gain_rows(f"{key} ({a} - {b}) | ", r.get(key, {}))
     if r["budget"]:
         lines += [
             "",
@@ -224,13 +245,13 @@ def to_markdown(r: dict[str, Any]) -> str:
                 f"| {b} | {row['accuracy']:.3f} | {lost} | {row['mean_total_tokens']:.1f} | {saved} | "
                 f"{row['well_formed']:.2f} |"
             )
-    for rep in r.get("grpo_replicates", []):
-        lines += ["", f"## GRPO replicate: `{rep['run_dir']}` (seed {rep['seed']}), final - DPO", ""]
-        lines += ["| domain | delta | CI | n | excludes 0 |", "|---|---|---|---|---|"]
-        for dom, v in rep["grpo_gain"].items():
-            if dom != "slices":
-                yes = "**yes**" if v["excludes_0"] else "no"
-                lines.append(f"| {dom} | {v['delta']:+.3f} | {_ci(v['ci'])} | {v['n']} | {yes} |")
+    reps = [("replicate", x) for x in r.get("grpo_replicates", [])]
+    for what, rep in reps + [("variant", x) for x in r.get("grpo_variants", [])]:
+        rc = rep.get("recipe") or {}
+        recipe = f"rewards {rc.get('rewards')} x {rc.get('reward_weights')}, scale_rewards {rc.get('scale_rewards')}"
+        lines += ["", f"## GRPO {what}: `{rep['run_dir']}` (seed {rep['seed']}; {recipe}), final - DPO", ""]
+        lines += ["| domain | delta | CI | n | excludes 0 | strict delta [CI] |", "|---|---|---|---|---|---|"]
+        lines += _gain_rows("", rep["grpo_gain"])
     if r.get("grpo_pooled"):
         n = next(iter(r["grpo_pooled"].values()))["seeds"]
         lines += ["", f"## GRPO gain averaged over {n} seeds (same DPO input, same prompts)", ""]
@@ -253,6 +274,12 @@ def main() -> int:
         default=[],
         help="Other run dirs of the same recipe with another seed (only their GRPO gain is read).",
     )
+    ap.add_argument(
+        "--variants",
+        nargs="*",
+        default=[],
+        help="Run dirs of another GRPO recipe on the same DPO checkpoint (reported, not pooled).",
+    )
     ap.add_argument("overrides", nargs="*", help="Hydra overrides for the pipeline.")
     a = ap.parse_args()
     run_dir = Path(a.run_dir)
@@ -273,6 +300,10 @@ def main() -> int:
         reps = [replicate(Path(d)) for d in a.replicates]
         r["grpo_pooled"] = pooled_gain([_items(_eval_dir(run_dir)), *(rep.pop("_items") for rep in reps)])
         r["grpo_replicates"] = reps
+    if a.variants:  # another GRPO recipe on the same DPO input: reported beside, never pooled
+        r["grpo_variants"] = [replicate(Path(d)) for d in a.variants]
+        for v in r["grpo_variants"]:
+            v.pop("_items")
     r |= {
         "command": " ".join(["python bench/real_model.py", *sys.argv[1:]]),
         "bench_wall_s": round(time.time() - t0, 1),

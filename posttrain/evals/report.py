@@ -11,8 +11,13 @@ mode is a forced variant of ``on`` and stays out of it). For a slice with ``n`` 
 plain mean and ``<metric>_ci`` its 95 % interval from :func:`posttrain.evals.stats.mean_ci` (Wilson when
 every score is 0/1, else the percentile bootstrap of the mean).
 
+``strict`` is accuracy that counts only well-formed, finished answers (``score * format``): a
+``/no_think`` answer that reasons anyway and closes ``</think>`` again scores on ``accuracy`` (the
+verifier reads the text after the last ``</think>``) but not on ``strict``. The gap between the two is
+how much of an accuracy change breaks the mode contract.
+
 ``deltas`` compares the model with each baseline on the *same* items, matched by ``(uuid, mode)``:
-``delta = mean(model - baseline)`` with the paired bootstrap interval of
+``delta = mean(model - baseline)`` of ``accuracy`` (or of ``strict``) with the paired bootstrap interval of
 :func:`posttrain.evals.stats.paired_diff`. The markdown marks a delta whose interval excludes 0 when it
 rests on at least ``MIN_N`` pairs: with a handful of pairs that all moved the same way every resample
 gives the same mean, so the percentile interval collapses to a point (2 of 2 prompts improved would
@@ -29,9 +34,18 @@ from posttrain.evals.stats import mean_ci, paired_diff
 
 MODES = ("on", "off", "budget")
 POOLED = ("on", "off")  # the modes pooled into all/all
-CI_METRICS = ("accuracy", "format", "refusal_rate", "over_refusal")  # shares in [0, 1]
+CI_METRICS = ("accuracy", "strict", "format", "refusal_rate", "over_refusal")  # shares in [0, 1]
 MIN_N = 10  # fewest matched pairs for the markdown to mark a delta as excluding 0
-SUMMARY = ("format", "accuracy", "think_tokens", "tokens")  # <metric>_<mode> summary keys
+SUMMARY = ("format", "accuracy", "strict", "think_tokens", "tokens")  # <metric>_<mode> summary keys
+
+
+def value(item: dict[str, Any], metric: str = "accuracy") -> float:
+    """An item's ``accuracy`` (its verifier score) or ``strict`` score (``score * format``)."""
+    if metric == "accuracy":
+        return float(item["score"])
+    if metric == "strict":
+        return float(item["score"]) * float(item["format"])
+    raise ValueError(f"metric must be accuracy or strict, got {metric!r}")
 
 
 def slices(item: dict[str, Any]) -> list[str]:
@@ -47,7 +61,7 @@ def _ci(values: list[float]) -> list[float]:
 
 def target_metrics(items: Iterable[dict[str, Any]], modes: Iterable[str] = MODES) -> dict[str, Any]:
     """One target's metrics: ``<slice>/<metric>`` (+ ``_ci``, ``/n``) sorted, then the summary keys
-    ``n_prompts``, ``accuracy_all`` (+ ``accuracy_ci_all``, the all/all slice) and ``<metric>_<mode>`` /
+    ``n_prompts``, ``accuracy_all`` and ``strict_all`` (+ ``_ci_all``, the all/all slice) and ``<metric>_<mode>`` /
     ``<metric>_ci_<mode>`` for the modes evaluated."""
     vals: dict[str, list[float]] = defaultdict(list)
     prompts = set()
@@ -55,8 +69,9 @@ def target_metrics(items: Iterable[dict[str, Any]], modes: Iterable[str] = MODES
         prompts.add(it["uuid"])
         for sl in slices(it):
             vals[f"{sl}/n"].append(1.0)
-            vals[f"{sl}/accuracy"].append(float(it["score"]))
-            if sl.endswith("/all"):  # the pooled slices carry accuracy only
+            vals[f"{sl}/accuracy"].append(value(it))
+            vals[f"{sl}/strict"].append(value(it, "strict"))
+            if sl.endswith("/all"):  # the pooled slices carry accuracy and strict only
                 continue
             vals[f"{sl}/format"].append(float(it["format"]))
             vals[f"{sl}/tokens"].append(float(it["tokens"]))
@@ -74,8 +89,9 @@ def target_metrics(items: Iterable[dict[str, Any]], modes: Iterable[str] = MODES
         if key.rsplit("/", 1)[1] in CI_METRICS:
             out[f"{key}_ci"] = _ci(v)
     out["n_prompts"] = len(prompts)
-    if "all/all/accuracy" in out:
-        out["accuracy_all"], out["accuracy_ci_all"] = out["all/all/accuracy"], out["all/all/accuracy_ci"]
+    for m in ("accuracy", "strict"):
+        if f"all/all/{m}" in out:
+            out[f"{m}_all"], out[f"{m}_ci_all"] = out[f"all/all/{m}"], out[f"all/all/{m}_ci"]
     for mode in modes:
         for m in SUMMARY:
             out[f"{m}_{mode}"] = out.get(f"all/{mode}/{m}")
@@ -85,9 +101,11 @@ def target_metrics(items: Iterable[dict[str, Any]], modes: Iterable[str] = MODES
 
 
 def deltas(
-    items: dict[str, list[dict[str, Any]]], model: str = "model"
+    items: dict[str, list[dict[str, Any]]], model: str = "model", metric: str = "accuracy"
 ) -> dict[str, dict[str, dict[str, Any]]]:
-    """``{baseline: {slice: {delta, ci: [lo, hi], n}}}``: model minus baseline accuracy on matched items."""
+    """``{baseline: {slice: {delta, ci: [lo, hi], n}}}``: model minus baseline ``metric`` (accuracy or
+    strict) on matched items."""
+    value({"score": 0, "format": 0}, metric)  # a bad metric fails before any pairing
     mine = {(it["uuid"], it["mode"]): it for it in items.get(model, [])}
     out: dict[str, dict[str, dict[str, Any]]] = {}
     for name, theirs in items.items():
@@ -99,8 +117,8 @@ def deltas(
             if m is None:
                 continue
             for sl in slices(m):
-                pairs[sl][0].append(float(m["score"]))
-                pairs[sl][1].append(float(it["score"]))
+                pairs[sl][0].append(value(m, metric))
+                pairs[sl][1].append(value(it, metric))
         res = {}
         for sl in sorted(pairs, key=_slice_order):
             a, b = pairs[sl]
@@ -110,11 +128,13 @@ def deltas(
     return out
 
 
-def step_deltas(items: dict[str, list[dict[str, Any]]], order: list[str]) -> dict[str, dict[str, Any]]:
+def step_deltas(
+    items: dict[str, list[dict[str, Any]]], order: list[str], metric: str = "accuracy"
+) -> dict[str, dict[str, Any]]:
     """``{"<b>-<a>": {slice: {delta, ci, n}}}`` for each consecutive pair ``a, b`` of ``order`` (e.g.
     ``init, sft, dpo, model``): what each stage changed relative to its input, on the same items."""
     return {
-        f"{b}-{a}": deltas({b: items[b], a: items[a]}, model=b)[a]
+        f"{b}-{a}": deltas({b: items[b], a: items[a]}, model=b, metric=metric)[a]
         for a, b in zip(order, order[1:])
         if a in items and b in items
     }
@@ -182,9 +202,11 @@ def to_markdown(
     results: dict[str, dict[str, Any]],
     delta: dict[str, dict[str, Any]] | None = None,
     steps: dict[str, dict[str, Any]] | None = None,
+    strict: dict[str, dict[str, Any]] | None = None,
 ) -> str:
     """The metrics table (``mean [lo, hi]`` where an interval exists), the paired deltas of the model vs
-    each baseline, and (``steps``, from ``step_deltas``) of each stage vs its input."""
+    each baseline, (``steps``, from ``step_deltas``) of each stage vs its input, and (``strict``) the
+    model's strict-accuracy deltas vs each baseline."""
     models = list(results)
     lines = ["| metric | " + " | ".join(models) + " |", "|---|" + "---|" * len(models)]
     for k in metric_rows(results):
@@ -193,4 +215,6 @@ def to_markdown(
         lines += delta_table(delta, "Deltas: model − baseline, accuracy")
     if steps:
         lines += delta_table(steps, "What each stage changed: stage − its input, accuracy", "{}")
+    if strict:
+        lines += delta_table(strict, "Deltas: model − baseline, strict accuracy (correct *and* well-formed)")
     return "\n".join(lines) + "\n"

@@ -5,8 +5,9 @@ Modes (``modes``, default all three): ``on`` (``/think``), ``off`` (``/no_think`
 (``/think`` with the thinking budget forced at ``budget_tokens`` and the trace closed, as at inference
 with a budget). Per (category, mode): accuracy (mean verifier reward of the answer), format (the share
 that is well-formed *and* finished: the think block follows the mode and the answer ends with EOS within
-``max_new_tokens``; an untrained model's endless text is not well-formed), mean thinking tokens and
-mean generated tokens. Safety adds refusal rate on harmful prompts and over-refusal on benign ones.
+``max_new_tokens``; an untrained model's endless text is not well-formed), strict accuracy (correct
+*and* well-formed: a ``/no_think`` answer that reasons and closes ``</think>`` again scores on accuracy,
+not here), mean thinking tokens and mean generated tokens. Safety adds refusal rate on harmful prompts and over-refusal on benign ones.
 Greedy decoding throughout.
 
 Every (target, prompt, mode) score goes to ``scores.jsonl``; the model's prompts and completions to
@@ -130,6 +131,9 @@ def evaluate(
     return items, samples
 
 
+METRICS = ("accuracy", "strict")  # per-item values whose paired deltas go to eval.json and the manifest
+
+
 def _write(path: Path, text: str) -> None:
     """Atomically: a reader (``posttrain status``, the report) never sees half a file."""
     tmp = path.with_name(f".{path.name}.tmp")
@@ -141,14 +145,16 @@ def _jsonl(path: Path, rows: list[dict]) -> None:
     _write(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
 
-def _domain_deltas(slices: dict[str, dict[str, Any]], prefix: str) -> dict[str, Any]:
-    """``<prefix>accuracy_<domain>`` and ``<prefix>accuracy_ci_<domain>`` for every domain (both modes
+def _domain_deltas(
+    slices: dict[str, dict[str, Any]], prefix: str, metric: str = "accuracy"
+) -> dict[str, Any]:
+    """``<prefix><metric>_<domain>`` and ``<prefix><metric>_ci_<domain>`` for every domain (both modes
     pooled) and ``all``."""
     out: dict[str, Any] = {}
     for sl, d in slices.items():
         cat, mode = sl.split("/")
         if mode == "all":
-            out[f"{prefix}accuracy_{cat}"], out[f"{prefix}accuracy_ci_{cat}"] = d["delta"], d["ci"]
+            out[f"{prefix}{metric}_{cat}"], out[f"{prefix}{metric}_ci_{cat}"] = d["delta"], d["ci"]
     return out
 
 
@@ -199,21 +205,25 @@ def run(cfg, inputs: StageInputs) -> StageOutputs:
             if budgets:
                 outputs["budget_sweep"] = str(sweep(cfg, inputs, model, tok, rows, budgets))
         del model
-    delta = deltas(items)
-    steps = step_deltas(items, [*targets][1:] + ["model"])  # baselines in config order, then the model
+    order = [*targets][1:] + ["model"]  # baselines in config order, then the model
+    delta = {m: deltas(items, metric=m) for m in METRICS}
+    steps = {m: step_deltas(items, order, metric=m) for m in METRICS}
     _jsonl(d / "scores.jsonl", [it for v in items.values() for it in v])
-    report = {**results, "deltas": delta, "steps": steps}
+    report = {**results, "deltas": delta["accuracy"], "steps": steps["accuracy"]}
+    report |= {"deltas_strict": delta["strict"], "steps_strict": steps["strict"]}
     _write(d / "eval.json", json.dumps(report, indent=2, sort_keys=True, default=str))
-    _write(d / "eval.md", to_markdown(results, delta, steps))
+    _write(d / "eval.md", to_markdown(results, delta["accuracy"], steps["accuracy"], delta["strict"]))
     metrics = {k: v for k, v in results["model"].items() if "/" not in k}
     for name in targets:
         if name != "model":
             metrics.update({f"{name}.{k}": v for k, v in results[name].items() if "/" not in k})
-            metrics.update(_domain_deltas(delta[name], f"delta_vs_{name}."))
-    for pair, sl in steps.items():  # e.g. sft.delta_vs_init.accuracy_all; the model's are the above
-        new, old = pair.split("-", 1)
-        if new != "model":
-            metrics.update(_domain_deltas(sl, f"{new}.delta_vs_{old}."))
+    for m in METRICS:
+        for name, sl in delta[m].items():
+            metrics.update(_domain_deltas(sl, f"delta_vs_{name}.", m))
+        for pair, sl in steps[m].items():  # e.g. sft.delta_vs_init.accuracy_all; the model's are above
+            new, old = pair.split("-", 1)
+            if new != "model":
+                metrics.update(_domain_deltas(sl, f"{new}.delta_vs_{old}.", m))
     ckpt = link_checkpoint(inputs.checkpoint, inputs.checkpoint_dir)
     return StageOutputs(checkpoint=ckpt, metrics=metrics, outputs=outputs)
 

@@ -74,9 +74,15 @@ def test_full_chain_runs_and_writes_contract(smoke_run):
             cat = sl.split("/")[0]
             assert ms["eval"]["metrics"][f"delta_vs_sft.accuracy_{cat}"] == d["delta"]
             assert ms["eval"]["metrics"][f"delta_vs_sft.accuracy_ci_{cat}"] == d["ci"]
+    for sl, d in report["deltas_strict"]["sft"].items():  # and its strict (well-formed) delta
+        if sl.endswith("/all"):
+            assert ms["eval"]["metrics"][f"delta_vs_sft.strict_ci_{sl.split('/')[0]}"] == d["ci"]
     assert set(report["steps"]) == {"sft-init", "dpo-sft", "model-dpo"}  # baselines, then the model
+    assert set(report["steps_strict"]) == set(report["steps"])
     steps = report["steps"]["sft-init"]["all/all"]
     assert ms["eval"]["metrics"]["sft.delta_vs_init.accuracy_all"] == steps["delta"]
+    strict = report["steps_strict"]["sft-init"]["all/all"]
+    assert ms["eval"]["metrics"]["sft.delta_vs_init.strict_all"] == strict["delta"]
     sweep = json.loads((smoke_run / "05_eval" / "budget" / "budget.json").read_text())  # sweep_budgets
     assert {(r["budget"], r["domain"]) for r in sweep["rows"]} >= {(0, "all"), (4, "all"), (None, "all")}
     assert all(r["mean_thinking_tokens"] == 0 for r in sweep["rows"] if r["budget"] == 0)

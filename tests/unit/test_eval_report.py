@@ -247,3 +247,47 @@ def test_check_modes_names_the_key(modes):
         check_modes(modes, "eval")
     assert "\n" not in str(e.value)
     assert check_modes(["off", "on"], "eval") == ["off", "on"]
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([0.0, 0.5, 1.0]), st.sampled_from([0.0, 1.0]), st.sampled_from(["on", "off"])
+        ),
+        min_size=1,
+        max_size=30,
+    )
+)
+def test_strict_counts_only_well_formed_answers(rows):
+    """strict = mean(score * format) on every slice; never above accuracy; equal when all are well-formed."""
+    its = [item("model", f"p{i}", "math", m, s, fmt=f) for i, (s, f, m) in enumerate(rows)]
+    m = target_metrics(its, modes=["on", "off"])
+    for mode in ("on", "off", "all"):
+        mine = [(s, f) for s, f, md in rows if mode in (md, "all")]
+        if not mine:
+            continue
+        want = sum(s * f for s, f in mine) / len(mine)
+        assert m[f"math/{mode}/strict"] == pytest.approx(want) and m[f"all/{mode}/strict"] == pytest.approx(
+            want
+        )
+        assert m[f"math/{mode}/strict"] <= m[f"math/{mode}/accuracy"] + 1e-12
+        lo, hi = m[f"math/{mode}/strict_ci"]
+        assert 0 <= lo <= want + 1e-9 and want - 1e-9 <= hi <= 1
+    assert m["strict_all"] == m["all/all/strict"]
+    if all(f == 1.0 for _, f, _ in rows):
+        assert m["strict_all"] == m["accuracy_all"]
+
+
+def test_strict_deltas_see_the_mode_break(items):
+    """A model whose /no_think answers are right but malformed gains accuracy, not strict accuracy."""
+    broken = [{**i, "score": 1.0, "format": 0.0} if i["mode"] == "off" else i for i in items["model"]]
+    both = {"model": broken, "init": items["init"]}
+    acc, strict = deltas(both)["init"], deltas(both, metric="strict")["init"]
+    assert acc["math/off"]["delta"] == 1.0 and strict["math/off"]["delta"] == 0.0
+    assert strict["math/on"] == acc["math/on"]  # well-formed: the same pairs, the same bootstrap
+    steps = step_deltas(both, ["init", "model"], metric="strict")
+    assert steps["model-init"] == strict
+    md = to_markdown({t: target_metrics(v) for t, v in both.items()}, {"init": acc}, None, {"init": strict})
+    assert "strict accuracy (correct *and* well-formed)" in md
+    with pytest.raises(ValueError, match="accuracy or strict"):
+        deltas(both, metric="exact")
