@@ -24,6 +24,7 @@ from posttrain import PosttrainError
 
 WIDTHS = ("hidden_size", "intermediate_size", "mamba_num_heads", "num_attention_heads")
 DEPTH_METHODS = ("block", "logit_mse")
+INIT = "init"  # posttrain.pipeline.plan.INIT, the starting checkpoint's stage name
 
 
 @dataclass(frozen=True)
@@ -159,7 +160,7 @@ def input_sizes(ref: str, stages: dict[str, tuple[str, str]], model_cfg: Any) ->
         kind, ref = stages[ref]
         if kind == "prune":
             return None
-    if ref == "init":
+    if ref == INIT:
         if model_cfg.kind == "tiny":
             return sizes_of_model_config(model_cfg)
         return _checkpoint_sizes(model_cfg.path) if model_cfg.kind == "hf" and model_cfg.path else None
