@@ -161,7 +161,7 @@ def _apply(t: torch.Tensor, r: _Rule) -> torch.Tensor:
         t = t.index_select(0, r.rows.to(t.device))
     if r.cols is not None:
         t = t.index_select(1, r.cols.to(t.device))
-    return t * r.scale if r.scale != 1.0 else t.clone()
+    return t * r.scale if r.scale != 1.0 else t  # load_state_dict copies it into the new model
 
 
 def new_config(model, sel: Selection) -> Any:
