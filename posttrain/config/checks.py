@@ -213,7 +213,23 @@ def _eval(cfg: Any, world: int) -> list[tuple[str, str]]:
     return out
 
 
-CHECKS = {"sft": _sft, "dpo": _dpo, "grpo": _grpo, "preference": _preference, "merge": _merge, "eval": _eval}
+def _prune(cfg: Any, world: int) -> list[tuple[str, str]]:
+    """Targets on their own; ``build_plan`` checks them against the input model when it can."""
+    from posttrain.compress.targets import DEPTH_METHODS, Targets, target_errors
+
+    out = _min(cfg, 1, "calibration_samples", "calibration_max_length", "calibration_batch_size")
+    return out + _one_of(cfg, "depth_importance", DEPTH_METHODS) + target_errors(Targets.from_cfg(cfg), None)
+
+
+CHECKS = {
+    "sft": _sft,
+    "dpo": _dpo,
+    "grpo": _grpo,
+    "preference": _preference,
+    "merge": _merge,
+    "eval": _eval,
+    "prune": _prune,
+}
 
 
 def check_stage(name: str, cfg: Any, *, world: int = 1) -> None:

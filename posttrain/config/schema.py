@@ -66,7 +66,7 @@ class ModelConfig:
 class StageConfig:
     """Fields shared by every stage."""
 
-    kind: str = _f("???", "Stage kind: sft, preference, dpo, grpo, merge or eval.")
+    kind: str = _f("???", "Stage kind: sft, preference, dpo, grpo, merge, eval or prune.")
     input: str | None = _f(None, "Input checkpoint: null = previous stage; a stage name; or a path / hub id.")
     seed: int | None = _f(
         None, "This stage's seed (data order, sampling, the Trainer's seed); null = the global `seed`."
@@ -188,6 +188,38 @@ class MergeStageConfig(StageConfig):
 
 
 @dataclass
+class PruneStageConfig(StageConfig):
+    """Minitron pruning (``posttrain.stages.prune``); a null target leaves that axis as it is."""
+
+    kind: str = "prune"
+    num_layers: int | None = _f(None, "Keep this many layers, dropping the lowest by `depth_importance`.")
+    drop_layers: list[int] = _f([], "Or drop exactly these layers (0-based indices of the input model).")
+    hidden_size: int | None = _f(
+        None, "Keep this many hidden channels (embedding, every norm and projection)."
+    )
+    intermediate_size: int | None = _f(None, "Keep this many FFN neurons in every MLP layer.")
+    mamba_num_heads: int | None = _f(
+        None, "Keep this many Mamba heads per layer, the same count in each group (a multiple of n_groups)."
+    )
+    num_attention_heads: int | None = _f(
+        None, "Keep this many query heads per layer, evenly per KV group (a multiple of the KV heads, kept)."
+    )
+    depth_importance: str = _f(
+        "block",
+        "Layer score for num_layers: block (1 - cos(layer input, output)) or logit_mse (the logits' MSE "
+        "with that layer skipped, Nano 2's; one more forward per layer and batch).",
+    )
+    calibration_samples: int = _f(1024, "Rows of the recipe's sft train split scored (Minitron: 1024).")
+    calibration_max_length: int = _f(512, "Tokens per calibration row; longer rows are cut.")
+    calibration_batch_size: int = _f(8, "Calibration rows per forward pass.")
+    rescale_norms: bool = _f(
+        True,
+        "Scale each sliced RMSNorm weight by sqrt(n / n_kept), so removing zero channels is exact "
+        "(off: slice only, as ModelOpt).",
+    )
+
+
+@dataclass
 class SweepConfig:
     """The accuracy-versus-budget sweep (``posttrain.inference.sweep.budget_sweep``): the defaults of
     ``eval budget``, ``ablate``, ``bench/budget.py`` and the eval stage's ``sweep_*`` fields."""
@@ -233,6 +265,7 @@ STAGE_SCHEMAS: dict[str, type[StageConfig]] = {
     "grpo": GRPOStageConfig,
     "merge": MergeStageConfig,
     "eval": EvalStageConfig,
+    "prune": PruneStageConfig,
 }
 
 

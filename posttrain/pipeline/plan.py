@@ -193,4 +193,16 @@ def build_plan(cfg: DictConfig) -> list[PlannedStage]:
                 raise PosttrainError(
                     f"stage.{p.name}: refers to {d!r}, which runs later; reorder pipeline.stages"
                 )
+    check_prune_inputs(plan, cfg)
     return plan
+
+
+def check_prune_inputs(plan: list[PlannedStage], cfg: DictConfig) -> None:
+    """Each prune stage's targets against the model it reads, where that is known without loading
+    weights (``compress.targets.input_sizes``); the stage checks again at run time, same messages."""
+    from posttrain.compress.targets import Targets, input_sizes, raise_first, target_errors
+
+    stages = {p.name: (p.kind, p.input) for p in plan}
+    for p in plan:
+        if p.kind == "prune" and (sizes := input_sizes(p.input, stages, cfg.model)) is not None:
+            raise_first(target_errors(Targets.from_cfg(p.cfg), sizes), f"stage.{p.name}")

@@ -20,6 +20,8 @@ KEY_METRICS = (
     "format_budget",
     "tokens_on",
     "tokens_off",
+    "params_before",
+    "params_after",
 )
 
 
