@@ -159,7 +159,7 @@ def build_plan(cfg: DictConfig) -> list[PlannedStage]:
     check_values(cfg)
     from posttrain.evals.claims import check_claims
 
-    for key, why in check_claims(OmegaConf.to_container(cfg.pipeline.get("claims") or []), list(cfg.stage)):
+    for key, why in check_claims(_claims(cfg), list(cfg.stage)):
         raise PosttrainError(f"pipeline.{key}: {why}")
     names = set(order) | {INIT}
     plan: list[PlannedStage] = []
@@ -206,3 +206,9 @@ def check_prune_inputs(plan: list[PlannedStage], cfg: DictConfig) -> None:
     for p in plan:
         if p.kind == "prune" and (sizes := input_sizes(p.input, stages, cfg.model)) is not None:
             raise_first(target_errors(Targets.from_cfg(p.cfg), sizes), f"stage.{p.name}")
+
+
+def _claims(cfg: DictConfig) -> list:
+    """``pipeline.claims`` as plain data (absent or ``[]`` -> no claims)."""
+    claims = cfg.pipeline.get("claims")
+    return OmegaConf.to_container(claims) if claims else []

@@ -107,6 +107,13 @@ def test_shipped_pipelines_declare_claims_that_parse(pipeline):
     assert len(claims) >= 4 and check_claims(claims, list(cfg.stage)) == []
 
 
+def test_a_pipeline_without_claims_plans():
+    from posttrain.config.compose import compose
+    from posttrain.pipeline.plan import build_plan
+
+    assert [p.name for p in build_plan(compose(["pipeline=nano2_smoke", "pipeline.claims=[]"]))][-1] == "eval"
+
+
 def test_a_bad_claim_fails_the_plan_naming_it():
     from posttrain import PosttrainError
     from posttrain.config.compose import compose
