@@ -211,7 +211,8 @@ def finish_from_checkpoint(trainer, ckpt: str) -> dict[str, Any]:
 def train_and_save(trainer, tokenizer, inputs: StageInputs) -> dict[str, Any]:
     """Train (resuming from the last trainer checkpoint when asked), then save a plain HF checkpoint.
 
-    A resume trims ``metrics.jsonl`` back to the checkpoint's step. A checkpoint already at
+    A resume trims ``metrics.jsonl`` back to the checkpoint's step, a fresh start (an attempt killed
+    before its first trainer save) to step 0, so no step is logged twice. A checkpoint already at
     ``max_steps`` (a kill after the last trainer save) is adopted as is (``finish_from_checkpoint``).
     LoRA adapters are merged into the base weights so the output loads with
     ``AutoModelForCausalLM.from_pretrained`` and the next stage needs no conversion.
@@ -220,8 +221,8 @@ def train_and_save(trainer, tokenizer, inputs: StageInputs) -> dict[str, Any]:
 
     resume = last_checkpoint(inputs.trainer_dir) if inputs.resume else None
     state = trainer_state(resume) if resume else None
-    if state is not None and trainer.is_world_process_zero():  # rank 0 writes metrics.jsonl
-        trim_metrics(inputs.stage_dir / "metrics.jsonl", int(state["global_step"]))
+    if trainer.is_world_process_zero():  # rank 0 writes metrics.jsonl; no checkpoint: start from 0
+        trim_metrics(inputs.stage_dir / "metrics.jsonl", int(state["global_step"]) if state else 0)
     finished = (
         state is not None
         and 0 < int(state.get("max_steps") or 0) <= int(state["global_step"])

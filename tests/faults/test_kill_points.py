@@ -46,6 +46,7 @@ CASES = {  # id -> (event, dir, last?, when, fresh data cache?)
     "sft-mid-training": ("train_step", "01_sft", True, "before", False),
     "preference-manifest-cut": ("write_json", "02_preference", True, "mid", False),
     "dpo-optimizer-cut": ("torch_save", "03_dpo", False, "mid", False),
+    "grpo-before-first-trainer-checkpoint": ("train_step", "04_grpo", True, "before", False),
     "grpo-after-last-trainer-checkpoint": ("trainer_save", "04_grpo", True, "after", False),
     "eval-generation": ("generate", "05_eval", False, "before", False),
 }
@@ -64,6 +65,10 @@ def test_kill_and_rerun_matches_the_unbroken_run(traced, tmp_path, case):
     assert run(d, env)["rc"] == 0, d.with_suffix(".log").read_text()[-3000:]
     diffs = compare_runs(ref, d)
     assert not [x for x in diffs if x.explanation is None], diffs
+    for log in d.glob("*/metrics.jsonl"):  # a killed attempt's steps are not logged twice
+        recs = [json.loads(line) for line in log.read_text().splitlines()]
+        kinds = [(r.get("step"), tuple(sorted(set(r) - {"time"}))) for r in recs]  # log, summary, eval
+        assert len(kinds) == len(set(kinds)), (log, [k[0] for k in kinds])
 
 
 def test_copy_without_mined_pairs_reruns_mining_not_a_confusing_dpo_error(traced, tmp_path):
