@@ -116,9 +116,12 @@ def _typed(name: str, node: Any) -> Any:
         )
     check_keys(node, STAGE_SCHEMAS[kind], f"stage.{name}")
     try:
-        return OmegaConf.merge(OmegaConf.structured(STAGE_SCHEMAS[kind]), node)
+        typed = OmegaConf.merge(OmegaConf.structured(STAGE_SCHEMAS[kind]), node)
     except OmegaConfBaseException as e:
         raise PosttrainError(f"stage.{name}: {str(e).splitlines()[0]}") from None
+    for key in sorted(OmegaConf.missing_keys(typed)):  # a required field (merge.other, distill.teacher)
+        raise PosttrainError(f"stage.{name}.{key}: required; set stage.{name}.{key}=<value>")
+    return typed
 
 
 def _find_cycle(graph: dict[str, list[str]]) -> list[str] | None:

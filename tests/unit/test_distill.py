@@ -159,6 +159,7 @@ def test_run_time_vocabulary_check_names_the_same_key(tmp_path, tiny):
         (["stage.distill.text_fraction=0.3", "stage.distill.text_path=/nonexistent.jsonl"], "text_path"),
         (["stage.distill.temperature=0"], "temperature"),
         (["stage.distill.teacher=nosuch/../x"], "teacher"),
+        (["stage.distill.teacher=???"], "teacher"),
     ],
 )
 def test_bad_values_fail_at_plan_time_naming_the_key(over, key):
