@@ -1,4 +1,5 @@
-"""Prune targets and their checks, shared by plan building and the stage at run time (same messages).
+"""Prune targets and their checks, shared by plan building and the stage at run time (same messages);
+the distill stage's vocabulary check, likewise.
 
 What is checked, and why:
 
@@ -136,32 +137,64 @@ def raise_first(errors: list[tuple[str, str]], where: str) -> None:
         raise PosttrainError(f"{where}.{key}: {why}")
 
 
-def _checkpoint_sizes(ref: str) -> Sizes | None:
-    """A local checkpoint's sizes from its config.json (no weights); None when it is not local."""
+def _local_config(ref: str):
+    """A local checkpoint's transformers config (no weights); None when it is not local or unreadable
+    here (the stage checks again once it has loaded the model)."""
     path = Path(ref).expanduser()
     if not (path / "config.json").is_file():
         return None
     from transformers import AutoConfig
 
     try:
-        config = AutoConfig.from_pretrained(str(path))
+        return AutoConfig.from_pretrained(str(path))
     except (OSError, ValueError, KeyError):
-        return None  # unreadable here: the stage checks again once it has loaded the model
-    return sizes_of(config)
+        return None
+
+
+def source_of(ref: str, stages: dict[str, tuple[str, str]], *, stop: tuple[str, ...] = ()) -> str | None:
+    """Follow ``ref`` back through earlier stages to ``init`` or an external path. ``stages``: name ->
+    (kind, input). None when a stage of a kind in ``stop`` (one that changes what is asked) or a cycle
+    is on the way."""
+    seen = set()
+    while ref in stages and ref not in seen:
+        seen.add(ref)
+        kind, ref = stages[ref]
+        if kind in stop:
+            return None
+    return None if ref in stages else ref
 
 
 def input_sizes(ref: str, stages: dict[str, tuple[str, str]], model_cfg: Any) -> Sizes | None:
     """The sizes of the model a stage reads, when known before anything runs: ``init`` (a tiny model's
     config, or a local HF checkpoint's), a local path, or an earlier stage that keeps the architecture
-    (followed back to its input). ``stages``: name -> (kind, input). None: known only at run time."""
-    seen = set()
-    while ref in stages and ref not in seen:
-        seen.add(ref)
-        kind, ref = stages[ref]
-        if kind == "prune":
-            return None
+    (followed back to its input). None: known only at run time."""
+    ref = source_of(ref, stages, stop=("prune",))
     if ref == INIT:
         if model_cfg.kind == "tiny":
             return sizes_of_model_config(model_cfg)
-        return _checkpoint_sizes(model_cfg.path) if model_cfg.kind == "hf" and model_cfg.path else None
-    return None if ref in stages else _checkpoint_sizes(ref)
+        ref = model_cfg.path if model_cfg.kind == "hf" and model_cfg.path else None
+    config = _local_config(ref) if ref else None
+    return sizes_of(config) if config is not None else None
+
+
+def input_vocab(ref: str, stages: dict[str, tuple[str, str]], model_cfg: Any) -> int | None:
+    """The vocabulary size of the model a stage reads, from a local ``config.json`` (no stage kind
+    changes the vocabulary; ``init`` is known for ``kind=hf`` with the native template only, since
+    ``nano2`` adds tokens). None: known only at run time."""
+    ref = source_of(ref, stages)
+    if ref == INIT:
+        native = model_cfg.kind == "hf" and model_cfg.path and model_cfg.chat_template == "native"
+        ref = model_cfg.path if native else None
+    config = _local_config(ref) if ref else None
+    return config.get_text_config().vocab_size if config is not None else None
+
+
+def vocab_error(stage: str, teacher: int, student: int) -> str | None:
+    """The distill stage's vocabulary check (plan time and run time): the KL compares full next-token
+    distributions, so the teacher's vocabulary must be the student's."""
+    if teacher == student:
+        return None
+    return (
+        f"stage.{stage}.teacher: the teacher's vocabulary has {teacher} tokens but the input model's has "
+        f"{student}; forward KL over logits needs the same vocabulary"
+    )

@@ -221,6 +221,22 @@ def _prune(cfg: Any, world: int) -> list[tuple[str, str]]:
     return out + _one_of(cfg, "depth_importance", DEPTH_METHODS) + target_errors(Targets.from_cfg(cfg), None)
 
 
+def _distill(cfg: Any, world: int) -> list[tuple[str, str]]:
+    """The teacher's vocabulary is checked by ``build_plan`` against the input's where both are known."""
+    from pathlib import Path
+
+    out = _train(cfg) + _min(cfg, 0, "temperature", strict=True) + _min(cfg, 1, "max_length")
+    f = cfg.text_fraction
+    if not (_num(f) and 0 <= f < 1):
+        return out + [("text_fraction", f"must be in [0, 1), got {f}")]
+    if f > 0 and not cfg.text_path:
+        why = "needs a plain-text source: set text_path to a .jsonl file of {text} rows (the recipe has none)"
+        out.append(("text_fraction", f"{f} {why}"))
+    elif f > 0 and not Path(cfg.text_path).expanduser().is_file():
+        out.append(("text_path", f"{cfg.text_path} is not a file"))
+    return out
+
+
 CHECKS = {
     "sft": _sft,
     "dpo": _dpo,
@@ -229,6 +245,7 @@ CHECKS = {
     "merge": _merge,
     "eval": _eval,
     "prune": _prune,
+    "distill": _distill,
 }
 
 

@@ -66,7 +66,7 @@ class ModelConfig:
 class StageConfig:
     """Fields shared by every stage."""
 
-    kind: str = _f("???", "Stage kind: sft, preference, dpo, grpo, merge, eval or prune.")
+    kind: str = _f("???", "Stage kind: sft, preference, dpo, grpo, merge, eval, prune or distill.")
     input: str | None = _f(None, "Input checkpoint: null = previous stage; a stage name; or a path / hub id.")
     seed: int | None = _f(
         None, "This stage's seed (data order, sampling, the Trainer's seed); null = the global `seed`."
@@ -220,6 +220,26 @@ class PruneStageConfig(StageConfig):
 
 
 @dataclass
+class DistillStageConfig(TrainStageConfig):
+    """Forward-KL logit distillation (``posttrain.stages.distill``) from `teacher` into `input`."""
+
+    kind: str = "distill"
+    teacher: str = _f(
+        "???", "Teacher checkpoint: a stage name (or init) or a path / hub id; same vocabulary."
+    )
+    temperature: float = _f(1.0, "Softmax temperature tau of both distributions in the KL (Nano 2: 1).")
+    text_fraction: float = _f(
+        0.0, "Share of training rows that are plain text from `text_path` (Nano 2: 0.3 pretraining data)."
+    )
+    text_path: str | None = _f(
+        None, "Plain-text rows: a local .jsonl file with a `text` field (required when text_fraction > 0)."
+    )
+    max_length: int = _f(512, "Max tokens per training row; longer rows are cut.")
+    learning_rate: float = _f(1e-4, "Peak learning rate.")
+    max_steps: int = _f(50, "Optimizer steps.")
+
+
+@dataclass
 class SweepConfig:
     """The accuracy-versus-budget sweep (``posttrain.inference.sweep.budget_sweep``): the defaults of
     ``eval budget``, ``ablate``, ``bench/budget.py`` and the eval stage's ``sweep_*`` fields."""
@@ -266,6 +286,7 @@ STAGE_SCHEMAS: dict[str, type[StageConfig]] = {
     "merge": MergeStageConfig,
     "eval": EvalStageConfig,
     "prune": PruneStageConfig,
+    "distill": DistillStageConfig,
 }
 
 

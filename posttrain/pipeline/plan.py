@@ -116,9 +116,12 @@ def _typed(name: str, node: Any) -> Any:
         )
     check_keys(node, STAGE_SCHEMAS[kind], f"stage.{name}")
     try:
-        return OmegaConf.merge(OmegaConf.structured(STAGE_SCHEMAS[kind]), node)
+        typed = OmegaConf.merge(OmegaConf.structured(STAGE_SCHEMAS[kind]), node)
     except OmegaConfBaseException as e:
         raise PosttrainError(f"stage.{name}: {str(e).splitlines()[0]}") from None
+    for key in sorted(OmegaConf.missing_keys(typed)):  # a required field (merge.other, distill.teacher)
+        raise PosttrainError(f"stage.{name}.{key}: required; set stage.{name}.{key}=<value>")
+    return typed
 
 
 def _find_cycle(graph: dict[str, list[str]]) -> list[str] | None:
@@ -170,6 +173,8 @@ def build_plan(cfg: DictConfig) -> list[PlannedStage]:
         refs: dict[str, str] = {}
         if scfg.kind == "merge":
             refs["other"] = scfg.other
+        if scfg.kind == "distill":
+            refs["teacher"] = scfg.teacher
         if scfg.kind == "dpo":
             if scfg.dataset_from not in order:
                 raise PosttrainError(
@@ -194,6 +199,7 @@ def build_plan(cfg: DictConfig) -> list[PlannedStage]:
                     f"stage.{p.name}: refers to {d!r}, which runs later; reorder pipeline.stages"
                 )
     check_prune_inputs(plan, cfg)
+    check_distill_vocab(plan, cfg)
     return plan
 
 
@@ -206,6 +212,24 @@ def check_prune_inputs(plan: list[PlannedStage], cfg: DictConfig) -> None:
     for p in plan:
         if p.kind == "prune" and (sizes := input_sizes(p.input, stages, cfg.model)) is not None:
             raise_first(target_errors(Targets.from_cfg(p.cfg), sizes), f"stage.{p.name}")
+
+
+def check_distill_vocab(plan: list[PlannedStage], cfg: DictConfig) -> None:
+    """A distill teacher must share the input's vocabulary: checked here when both trace back to the
+    same source, or both sizes are known from configs (``compress.targets.input_vocab``); the stage
+    checks again at run time with the same message (``vocab_error``)."""
+    from posttrain.compress.targets import input_vocab, source_of, vocab_error
+
+    stages = {p.name: (p.kind, p.input) for p in plan}
+    for p in plan:
+        if p.kind != "distill":
+            continue
+        teacher, student = p.refs["teacher"], p.input
+        if source_of(teacher, stages) == source_of(student, stages) is not None:
+            continue
+        t, s = input_vocab(teacher, stages, cfg.model), input_vocab(student, stages, cfg.model)
+        if t is not None and s is not None and (why := vocab_error(p.name, t, s)):
+            raise PosttrainError(why)
 
 
 def _claims(cfg: DictConfig) -> list:

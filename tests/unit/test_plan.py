@@ -26,8 +26,8 @@ def test_default_plan_chains_previous_stage():
 
 
 def test_unknown_stage_kind_rejected():
-    cfg = compose(["+stage.foo={kind: distill}", "pipeline.stages=[sft,foo]"])
-    with pytest.raises(PosttrainError, match=r"stage\.foo\.kind: unknown stage kind 'distill'"):
+    cfg = compose(["+stage.foo={kind: nosuch}", "pipeline.stages=[sft,foo]"])
+    with pytest.raises(PosttrainError, match=r"stage\.foo\.kind: unknown stage kind 'nosuch'"):
         build_plan(cfg)
 
 
