@@ -9,6 +9,8 @@ posttrain serve <checkpoint> [host=127.0.0.1] [port=8000] [max_concurrency=8] [m
 posttrain eval budget <checkpoint> budgets=[0,8,16,none] out=<dir> data=<data dir>
 posttrain memory model=<name> [context=131072] [batch=1] [gpu=a10g | budget_gib=N] [json=true]
                                                        (weights + KV cache + Mamba state vs a GPU budget)
+posttrain nas out=<dir> [depths=[6,7]] [hidden_sizes=[...]] [budget_gib=N] [-- hydra overrides]
+                                                       (Nano 2's two-phase depth / width search)
 """
 
 from __future__ import annotations
@@ -194,6 +196,12 @@ def cmd_eval(argv: list[str]) -> int:
     return eval_budget_main(argv[1:])
 
 
+def cmd_nas(argv: list[str]) -> int:
+    from posttrain.experiments.nas import nas_main
+
+    return nas_main(argv)
+
+
 def cmd_ablate(argv: list[str]) -> int:
     from posttrain.experiments.ablation import ablation_main
 
@@ -222,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         "eval": cmd_eval,
         "report": cmd_report,
         "ablate": cmd_ablate,
+        "nas": cmd_nas,
         "memory": cmd_memory,
     }
     if not argv or argv[0] in ("-h", "--help"):

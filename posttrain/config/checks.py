@@ -218,6 +218,7 @@ def _prune(cfg: Any, world: int) -> list[tuple[str, str]]:
     from posttrain.compress.targets import DEPTH_METHODS, Targets, target_errors
 
     out = _min(cfg, 1, "calibration_samples", "calibration_max_length", "calibration_batch_size")
+    out += _min(cfg, 1, "eval_max_length") + _min(cfg, 0, "eval_max_rows")
     return out + _one_of(cfg, "depth_importance", DEPTH_METHODS) + target_errors(Targets.from_cfg(cfg), None)
 
 
@@ -226,6 +227,7 @@ def _distill(cfg: Any, world: int) -> list[tuple[str, str]]:
     from pathlib import Path
 
     out = _train(cfg) + _min(cfg, 0, "temperature", strict=True) + _min(cfg, 1, "max_length")
+    out += _one_of(cfg, "loss", ("kl", "ce"))
     f = cfg.text_fraction
     if not (_num(f) and 0 <= f < 1):
         return out + [("text_fraction", f"must be in [0, 1), got {f}")]

@@ -1,6 +1,6 @@
 """Structured configs of the commands other than ``run``, and their one ``key=value`` grammar.
 
-``posttrain eval budget``, ``ablate truncation``, ``status``, ``report``, ``serve`` and ``data inspect`` read
+``posttrain eval budget``, ``ablate truncation``, ``nas``, ``status``, ``report``, ``serve`` and ``data inspect`` read
 their settings with
 ``parse_command`` (``bench/budget.py`` takes the sweep defaults from ``SweepConfig``). It merges ``key=value`` arguments (OmegaConf dotlist syntax: lists as
 ``[0,8,null]``) into the command's dataclass in struct mode. An unknown key fails, naming the key; a
@@ -24,6 +24,7 @@ __all__ = [
     "AblateConfig",
     "EvalBudgetConfig",
     "InspectConfig",
+    "NasConfig",
     "ReportConfig",
     "ServeConfig",
     "StatusConfig",
@@ -51,6 +52,39 @@ class AblateConfig(SweepConfig):
     out: str = _f("???", "Output dir: one run dir per seed and variant, ablation.{json,md,png}.")
     stages: str = _f("sft", "Train `sft` only, or `all` stages of each variant.")
     seeds: list[int] = _f([0], "Pipeline seeds (model init and data order), e.g. [0,1,2].")
+
+
+@dataclass
+class NasConfig:
+    """``posttrain nas out=<dir> [key=value ...] [-- hydra overrides]``: Nano 2's two-phase search
+    (``posttrain.compress.nas``) as one pipeline run in ``out``, resumable like any."""
+
+    out: str = _f("???", "Run dir: the teacher, every candidate's prune + distill stages, nas.{json,md}.")
+    pipeline: str = _f(
+        "nano2_compress",
+        "Base pipeline: its model, data, sft stage (the teacher) and the prune / distill settings every "
+        "candidate copies.",
+    )
+    depths: list[int] = _f([6, 7], "Phase 1: layer counts to prune to (Nano 2: 52, 54, 56 of 62).")
+    hidden_sizes: list[int] = _f([96, 112], "Phase 2 grid: hidden sizes ([] keeps the teacher's).")
+    intermediate_sizes: list[int] = _f([128, 192], "Phase 2 grid: FFN sizes ([] keeps the teacher's).")
+    mamba_num_heads: list[int] = _f([], "Phase 2 grid: Mamba heads per layer ([] keeps the teacher's).")
+    num_attention_heads: list[int] = _f([], "Phase 2 grid: query heads ([] keeps the teacher's).")
+    context: int = _f(131072, "Memory planner: tokens in the KV cache (Nano 2: 128k).")
+    batch: int = _f(1, "Memory planner: concurrent sequences.")
+    budget_gib: float | None = _f(
+        None, "Memory budget in GiB (Nano 2: 19.66 on an A10G); null: budget_fraction of the teacher's."
+    )
+    budget_fraction: float = _f(
+        0.85, "With budget_gib null: the budget is this share of the teacher's memory at `context`."
+    )
+    max_candidates: int = _f(3, "Phase 2: distil the fitting candidates that use the most memory, this many.")
+    distill_steps: int = _f(30, "Optimizer steps of every candidate's short distillation.")
+    tie_tolerance: float = _f(
+        0.01, "Held-out losses within this many nats of the best tie; ties are ranked by throughput."
+    )
+    throughput_batch: int = _f(8, "Decode throughput: sequences per generate call.")
+    throughput_tokens: int = _f(32, "Decode throughput: prompt and generated tokens per sequence.")
 
 
 @dataclass
@@ -96,6 +130,7 @@ class InspectConfig:
 COMMANDS: dict[str, type] = {
     "eval_budget": EvalBudgetConfig,
     "ablate": AblateConfig,
+    "nas": NasConfig,
     "sweep": SweepConfig,
     "status": StatusConfig,
     "report": ReportConfig,

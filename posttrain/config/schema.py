@@ -217,6 +217,12 @@ class PruneStageConfig(StageConfig):
         "Scale each sliced RMSNorm weight by sqrt(n / n_kept), so removing zero channels is exact "
         "(off: slice only, as ModelOpt).",
     )
+    eval_max_length: int = _f(
+        512,
+        "Tokens per held-out row when scoring the input and pruned models' loss on the sft validation "
+        "split (initial_eval_loss, final_eval_loss); match the distill stage's max_length to compare.",
+    )
+    eval_max_rows: int = _f(0, "Held-out rows scored (0: the whole sft validation split).")
 
 
 @dataclass
@@ -228,6 +234,11 @@ class DistillStageConfig(TrainStageConfig):
         "???", "Teacher checkpoint: a stage name (or init) or a path / hub id; same vocabulary."
     )
     temperature: float = _f(1.0, "Softmax temperature tau of both distributions in the KL (Nano 2: 1).")
+    loss: str = _f(
+        "kl",
+        "kl: forward KL to the teacher's logits; ce: plain next-token cross-entropy on the same tokens, "
+        "batches and normalisation (the teacher only scores the eval KL): the control for distillation.",
+    )
     text_fraction: float = _f(
         0.0, "Share of training rows that are plain text from `text_path` (Nano 2: 0.3 pretraining data)."
     )

@@ -162,7 +162,7 @@ def build_plan(cfg: DictConfig) -> list[PlannedStage]:
     check_values(cfg)
     from posttrain.evals.claims import check_claims
 
-    for key, why in check_claims(_claims(cfg), list(cfg.stage)):
+    for key, why in check_claims(claims_of(cfg), list(cfg.stage)):
         raise PosttrainError(f"pipeline.{key}: {why}")
     names = set(order) | {INIT}
     plan: list[PlannedStage] = []
@@ -232,7 +232,7 @@ def check_distill_vocab(plan: list[PlannedStage], cfg: DictConfig) -> None:
             raise PosttrainError(why)
 
 
-def _claims(cfg: DictConfig) -> list:
+def claims_of(cfg: DictConfig) -> list:
     """``pipeline.claims`` as plain data (absent or ``[]`` -> no claims)."""
     claims = cfg.pipeline.get("claims")
-    return OmegaConf.to_container(claims) if claims else []
+    return OmegaConf.to_container(claims, resolve=True) if claims else []

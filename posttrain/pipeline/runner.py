@@ -39,7 +39,7 @@ from posttrain.pipeline.fingerprint import code_version, fingerprint
 from posttrain.pipeline.inputs import build_data, init_stage, output_problem
 from posttrain.pipeline.lock import RunLock, acquire
 from posttrain.pipeline.manifest import Manifest, load_manifest, read_digest, save_manifest, write_json_atomic
-from posttrain.pipeline.plan import INIT, PlannedStage, build_plan
+from posttrain.pipeline.plan import INIT, PlannedStage, build_plan, claims_of
 from posttrain.stages import stage_module
 from posttrain.stages.base import Preempted, StageInputs
 from posttrain.tracking.jsonl import MetricsCallback
@@ -157,7 +157,7 @@ def prepare(cfg: DictConfig) -> Prepared:
     if not child:
         for d in [run_dir, *dirs.values()]:
             integrity.remove_partial(d)
-    claims = OmegaConf.to_container(cfg.pipeline.get("claims") or [], resolve=True)
+    claims = claims_of(cfg)
     write_json_atomic(run_dir / "pipeline.json", {"stages": [p.dirname for p in plan], "claims": claims})
     init = init_stage(cfg, run_dir)
     data = build_data(cfg, run_dir, init.checkpoint)

@@ -17,21 +17,24 @@ Data: the recipe's ``sft`` view, plus plain-text rows (``text_path``, a .jsonl o
 ``text_fraction`` of the rows, not of the tokens. Nano 2 used 30 % pretraining data; posttrain ships no
 pretraining corpus, so the default is 0 (SFT data only).
 
-Metrics: the trainer's, ``initial_eval_kl`` and ``final_eval_kl`` (the loss on the sft validation
-split before and after), and ``final_eval_loss``: the student's token-mean cross-entropy on the same
-assistant tokens, comparable to an sft stage's ``final_eval_loss``.
+``loss: ce`` trains the same student on the same batches with plain next-token cross-entropy instead
+(the teacher then only scores the eval KL): the control of Minitron's claim that distillation recovers
+a pruned model better than fine-tuning does.
+
+Metrics: the trainer's; ``initial_eval_kl`` / ``final_eval_kl`` and ``initial_eval_loss`` /
+``final_eval_loss`` on the sft validation split before and after training (``compress.kd.heldout``:
+token-mean KL to the teacher and student cross-entropy on the assistant tokens, rows cut at
+``max_length``; the quantity a prune stage's ``final_eval_loss`` is), and ``eval_tokens``.
 """
 
 from __future__ import annotations
 
-import json
-
 import torch
-import torch.nn.functional as F
 from datasets import Dataset, Value, concatenate_datasets, load_dataset
 from trl.experimental.gkd import GKDConfig, GKDTrainer
 
 from posttrain import PosttrainError
+from posttrain.compress.kd import DistillCollator, heldout, token_ce
 from posttrain.compress.targets import vocab_error
 from posttrain.models import load_model
 from posttrain.stages.base import (
@@ -46,54 +49,29 @@ from posttrain.stages.base import (
 )
 
 
-def forward_kl(student_logits, teacher_logits, labels, temperature: float = 1.0) -> torch.Tensor:
-    """Per-position KL(softmax(t/τ) ‖ softmax(s/τ)) of the positions predicting a label != -100
-    (logits[:, i] predict labels[:, i+1]); a 1-D tensor, one entry per masked token."""
-    mask = labels[:, 1:] != -100
-    s = F.log_softmax(student_logits[:, :-1][mask].float() / temperature, dim=-1)
-    t = F.log_softmax(teacher_logits[:, :-1][mask].float() / temperature, dim=-1)
-    return (t.exp() * (t - s)).sum(-1)
-
-
-def encode(tok, row: dict, max_length: int) -> tuple[list[int], list[int]]:
-    """Token ids and loss mask of one row: a plain-text row's every token but the first, a chat
-    row's assistant tokens (``{% generation %}`` tags), both cut at ``max_length``."""
-    if row.get("text") is not None:
-        ids = tok(row["text"], add_special_tokens=False)["input_ids"][:max_length]
-        return ids, [0] + [1] * (len(ids) - 1)
-    tools = json.loads(row["tools"]) if row.get("tools") else None
-    out = tok.apply_chat_template(
-        row["messages"], tools=tools, tokenize=True, return_dict=True, return_assistant_tokens_mask=True
-    )
-    return out["input_ids"][:max_length], out["assistant_masks"][:max_length]
-
-
-class DistillCollator:
-    """Right-padded ``input_ids``, ``attention_mask`` and ``labels`` (-100 outside the loss mask)."""
-
-    def __init__(self, tok, max_length: int):
-        self.tok, self.max_length = tok, max_length
-
-    def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
-        enc = [encode(self.tok, r, self.max_length) for r in rows]
-        n = max(len(ids) for ids, _ in enc)
-        ids = torch.full((len(enc), n), self.tok.pad_token_id, dtype=torch.long)
-        attn = torch.zeros((len(enc), n), dtype=torch.long)
-        labels = torch.full((len(enc), n), -100, dtype=torch.long)
-        for i, (x, m) in enumerate(enc):
-            x_t = torch.tensor(x, dtype=torch.long)
-            ids[i, : len(x)], attn[i, : len(x)] = x_t, 1
-            labels[i, : len(x)] = torch.where(torch.tensor(m, dtype=torch.bool), x_t, -100)
-        return {"input_ids": ids, "attention_mask": attn, "labels": labels}
-
-
 class ForwardKLTrainer(GKDTrainer):
-    """``GKDTrainer`` whose loss uses the stage's τ (GKD's own ``temperature`` is for sampling)."""
+    """``GKDTrainer`` whose loss uses the stage's τ (GKD's own ``temperature`` is for sampling), or,
+    with ``distill_loss = "ce"``, plain next-token cross-entropy on the same masked tokens with the
+    same normalisation and no teacher forward: the control that isolates what the teacher adds."""
 
     distill_temperature: float = 1.0
+    distill_loss: str = "kl"
 
     def generalized_jsd_loss(self, *args, **kwargs):
         return GKDTrainer.generalized_jsd_loss(*args, **kwargs, temperature=self.distill_temperature)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if self.distill_loss == "kl":
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        out = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
+        labels = inputs["labels"]
+        n = (
+            num_items_in_batch
+            if num_items_in_batch is not None
+            else (labels[:, 1:] != -100).sum().clamp_min(1)
+        )
+        loss = token_ce(out.logits, labels) / (n.to(out.logits.device) if torch.is_tensor(n) else n)
+        return (loss, out) if return_outputs else loss
 
 
 def mix_text(sft: Dataset, text_path: str | None, fraction: float, seed: int) -> Dataset:
@@ -111,24 +89,6 @@ def mix_text(sft: Dataset, text_path: str | None, fraction: float, seed: int) ->
     texts = rows.select(range(n))["text"]
     text = Dataset.from_dict({"messages": [None] * n, "tools": [None] * n, "text": texts}, features=features)
     return concatenate_datasets([sft, text]).shuffle(seed=seed)
-
-
-@torch.no_grad()
-def evaluate(model, teacher, batches) -> dict[str, float]:
-    """Token-mean forward KL and student cross-entropy over the masked tokens of ``batches``."""
-    kl = ce = n = 0.0
-    was_training = model.training
-    model.eval()
-    for b in batches:
-        b = {k: v.to(model.device) for k, v in b.items()}
-        s = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
-        t = teacher(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
-        kl += forward_kl(s, t, b["labels"]).sum().item()
-        labels = b["labels"][:, 1:].flatten()
-        ce += F.cross_entropy(s[:, :-1].flatten(0, 1).float(), labels, reduction="sum").item()
-        n += (labels != -100).sum().item()
-    model.train(was_training)
-    return {"kl": kl / max(n, 1), "ce": ce / max(n, 1)}
 
 
 def build_trainer(cfg, inputs: StageInputs, model, teacher, tok) -> ForwardKLTrainer:
@@ -151,7 +111,7 @@ def build_trainer(cfg, inputs: StageInputs, model, teacher, tok) -> ForwardKLTra
         peft_config=peft_config(cfg),
         callbacks=inputs.callbacks,
     )
-    trainer.distill_temperature = cfg.temperature
+    trainer.distill_temperature, trainer.distill_loss = cfg.temperature, cfg.loss
     return trainer
 
 
@@ -168,9 +128,10 @@ def run(cfg, inputs: StageInputs) -> StageOutputs:
     if why := vocab_error(inputs.name, t, s):  # as the plan did, when it could
         raise PosttrainError(why)
     trainer = build_trainer(cfg, inputs, model, teacher, tok)
-    before = evaluate(trainer.model, trainer.teacher_model, trainer.get_eval_dataloader())
+    before = heldout(trainer.model, trainer.get_eval_dataloader(), trainer.teacher_model)
     metrics = train_and_save(trainer, tok, inputs)
-    after = evaluate(trainer.model, trainer.teacher_model, trainer.get_eval_dataloader())
+    after = heldout(trainer.model, trainer.get_eval_dataloader(), trainer.teacher_model)
     metrics.update(initial_eval_kl=before["kl"], final_eval_kl=after["kl"], final_eval_loss=after["ce"])
+    metrics.update(initial_eval_loss=before["ce"], eval_tokens=after["tokens"])
     metrics["train_samples"] = len(trainer.train_dataset)
     return StageOutputs(checkpoint=str(inputs.checkpoint_dir), metrics=metrics)

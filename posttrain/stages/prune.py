@@ -10,7 +10,10 @@ where Nano 2 pruned depth first and then re-scored the widths; distillation is a
 Outputs: ``checkpoint/`` (a plain HF checkpoint of the same class, its config rewritten:
 ``hybrid_override_pattern`` / ``num_hidden_layers`` and the kept widths), ``importance.json`` (every
 score, for inspection) and the metrics ``params_before``, ``params_after``, ``removed_layers``
-(original numbering) and ``kept`` (the new sizes).
+(original numbering), ``kept`` (the new sizes), and what the cut cost: ``initial_eval_loss`` (the
+input model) and ``final_eval_loss`` (the pruned one), the token-mean cross-entropy on the assistant
+tokens of the sft validation split (``posttrain.compress.kd.heldout``, the quantity a distill stage's
+``final_eval_loss`` is, at the same ``max_length``), with ``eval_tokens`` scored.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import json
 import torch
 
 from data_recipes.parallel import render
+from posttrain.compress import kd
 from posttrain.compress.importance import importance
 from posttrain.compress.prune import prune
 from posttrain.compress.targets import Targets, raise_first, sizes_of, target_errors
@@ -56,6 +60,14 @@ def calibration_batches(tok, texts: list[str], *, max_length: int, batch_size: i
     return out
 
 
+def heldout_batches(cfg, inputs: StageInputs, tok) -> list[dict]:
+    """The sft validation rows (the first ``eval_max_rows``, in order), collated as distill does."""
+    rows = load_view(inputs, "sft", "validation", keep=("messages", "tools"))
+    if cfg.eval_max_rows:
+        rows = rows.select(range(min(cfg.eval_max_rows, len(rows))))
+    return kd.batches(tok, rows, max_length=cfg.eval_max_length, batch_size=cfg.calibration_batch_size)
+
+
 def run(cfg, inputs: StageInputs) -> StageOutputs:
     model, tok = load_policy(inputs)
     targets = Targets.from_cfg(cfg)
@@ -66,10 +78,18 @@ def run(cfg, inputs: StageInputs) -> StageOutputs:
     batches = calibration_batches(
         tok, texts, max_length=cfg.calibration_max_length, batch_size=cfg.calibration_batch_size
     )
+    held = heldout_batches(cfg, inputs, tok)
+    before = kd.heldout(model, held)
     mse = cfg.depth_importance == "logit_mse" and targets.num_layers is not None
     imp = importance(model, batches, logit_mse=mse)
     write_json_atomic(inputs.stage_dir / "importance.json", imp.to_json())
     new, report = prune(model, targets, imp, depth=cfg.depth_importance, rescale_norms=cfg.rescale_norms)
+    after = kd.heldout(new, held)
     save_checkpoint(new.cpu(), tok, inputs.checkpoint_dir)
     metrics = {**report, "calibration_samples": len(texts), "calibration_tokens": imp.tokens}
+    metrics |= {
+        "initial_eval_loss": before["ce"],
+        "final_eval_loss": after["ce"],
+        "eval_tokens": after["tokens"],
+    }
     return StageOutputs(checkpoint=str(inputs.checkpoint_dir), metrics=metrics)

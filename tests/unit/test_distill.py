@@ -14,11 +14,13 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from posttrain import PosttrainError
 from posttrain.cli import compose
+from posttrain.compress import kd
+from posttrain.compress.kd import DistillCollator
 from posttrain.config.schema import DistillStageConfig, ModelConfig
 from posttrain.models import build_tiny_model, save_checkpoint
 from posttrain.pipeline.plan import build_plan
 from posttrain.stages.base import StageInputs
-from posttrain.stages.distill import DistillCollator, build_trainer, mix_text, run
+from posttrain.stages.distill import build_trainer, mix_text, run
 
 DISTILL = ["+stage@stage.distill=distill", "pipeline.stages=[sft,distill]", "stage.distill.teacher=sft"]
 
@@ -93,6 +95,52 @@ def test_step_one_loss_is_the_forward_kl_on_the_same_batch(tmp_path, tokenizer, 
     assert trainer.state.log_history[0]["loss"] == pytest.approx(want, rel=1e-5)
 
 
+def _direct_ce(student, batch) -> float:
+    """mean over masked tokens of -log p_S(next token), written out independently of the stage."""
+    with torch.no_grad():
+        lp = student(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.log_softmax(
+            -1
+        )
+    labels = batch["labels"][:, 1:]
+    mask = labels != -100
+    nll = -lp[:, :-1].gather(-1, labels.clamp_min(0).unsqueeze(-1)).squeeze(-1)
+    return float(nll[mask].mean())
+
+
+def test_the_ce_control_trains_on_the_same_batch_with_plain_cross_entropy(tmp_path, tokenizer, models):
+    student, teacher = models
+    cfg, inputs = _setup(tmp_path, tokenizer, max_steps=1, learning_rate=1e-3, loss="ce")
+    trainer = build_trainer(cfg, inputs, student, teacher, tokenizer)
+    kl_cfg, _ = _setup(tmp_path, tokenizer, max_steps=1, learning_rate=1e-3)
+    kl_batch = next(iter(build_trainer(kl_cfg, inputs, student, teacher, tokenizer).get_train_dataloader()))
+    batch = next(iter(trainer.get_train_dataloader()))
+    assert all(torch.equal(batch[k], kl_batch[k]) for k in batch)  # the same tokens as the distill run
+    want = _direct_ce(student, batch)
+    assert want != pytest.approx(_direct_kl(student, teacher, batch), rel=1e-3)
+    assert trainer.compute_loss(student, dict(batch)).item() == pytest.approx(want, rel=1e-5)
+    trainer.train()
+    assert trainer.state.log_history[0]["loss"] == pytest.approx(want, rel=1e-5)
+
+
+def test_heldout_scores_the_masked_tokens_and_restores_train_mode(tokenizer, models):
+    student, teacher = models
+    rows = [{"messages": r["messages"], "tools": r["tools"]} for r in _rows(5)]
+    bs = kd.batches(tokenizer, rows, max_length=64, batch_size=2)
+    assert [len(b["input_ids"]) for b in bs] == [2, 2, 1]
+    student.train()
+    got = kd.heldout(student, bs, teacher)
+    assert student.training
+    n = sum(int((b["labels"][:, 1:] != -100).sum()) for b in bs)
+    ce = sum(_direct_ce(student, b) * int((b["labels"][:, 1:] != -100).sum()) for b in bs) / n
+    kl = sum(_direct_kl(student, teacher, b) * int((b["labels"][:, 1:] != -100).sum()) for b in bs) / n
+    assert (
+        got["tokens"] == n
+        and got["ce"] == pytest.approx(ce, rel=1e-5)
+        and got["kl"] == pytest.approx(kl, rel=1e-5)
+    )
+    assert "kl" not in kd.heldout(student, bs) and kd.heldout(teacher, bs, teacher)["kl"] < 1e-6
+
+
 def test_a_teacher_equal_to_the_student_gives_zero(tmp_path, tokenizer, models):
     student, _ = models
     cfg, inputs = _setup(tmp_path, tokenizer)
@@ -158,6 +206,7 @@ def test_run_time_vocabulary_check_names_the_same_key(tmp_path, tiny):
         (["stage.distill.text_fraction=1.0"], "text_fraction"),
         (["stage.distill.text_fraction=0.3", "stage.distill.text_path=/nonexistent.jsonl"], "text_path"),
         (["stage.distill.temperature=0"], "temperature"),
+        (["stage.distill.loss=mse"], "loss"),
         (["stage.distill.teacher=nosuch/../x"], "teacher"),
         (["stage.distill.teacher=???"], "teacher"),
     ],
