@@ -19,7 +19,7 @@ from posttrain import PosttrainError
 from posttrain.launch.slurm_pipeline import stage_command
 from posttrain.pipeline.runner import Prepared, begin_stage, run_stage
 
-DISTRIBUTED_KINDS = ("sft", "dpo", "grpo")
+DISTRIBUTED_KINDS = ("sft", "dpo", "grpo", "distill")
 
 
 def run_with_torchrun(cfg: DictConfig, prep: Prepared, overrides: list[str]) -> None:

@@ -34,7 +34,8 @@ from datasets import Dataset, Value, concatenate_datasets, load_dataset
 from trl.experimental.gkd import GKDConfig, GKDTrainer
 
 from posttrain import PosttrainError
-from posttrain.compress.kd import DistillCollator, heldout, token_ce
+from posttrain.compress import kd
+from posttrain.compress.kd import DistillCollator, token_ce
 from posttrain.compress.targets import vocab_error
 from posttrain.models import load_model
 from posttrain.stages.base import (
@@ -128,9 +129,13 @@ def run(cfg, inputs: StageInputs) -> StageOutputs:
     if why := vocab_error(inputs.name, t, s):  # as the plan did, when it could
         raise PosttrainError(why)
     trainer = build_trainer(cfg, inputs, model, teacher, tok)
-    before = heldout(trainer.model, trainer.get_eval_dataloader(), trainer.teacher_model)
+    # every rank scores the whole split (the trainer's eval loader would shard it under DDP)
+    held = kd.batches(
+        tok, trainer.eval_dataset, max_length=cfg.max_length, batch_size=cfg.per_device_train_batch_size
+    )
+    before = kd.heldout(trainer.model, held, trainer.teacher_model)
     metrics = train_and_save(trainer, tok, inputs)
-    after = heldout(trainer.model, trainer.get_eval_dataloader(), trainer.teacher_model)
+    after = kd.heldout(trainer.model, held, trainer.teacher_model)
     metrics.update(initial_eval_kl=before["kl"], final_eval_kl=after["kl"], final_eval_loss=after["ce"])
     metrics.update(initial_eval_loss=before["ce"], eval_tokens=after["tokens"])
     metrics["train_samples"] = len(trainer.train_dataset)

@@ -53,6 +53,37 @@ def test_torchrun_two_processes_match_single_process(tmp_path):
     assert m["status"] == "done" and m["metrics"]["global_step"] == 4
 
 
+DISTILL = [
+    "pipeline=nano2_smoke",
+    "+stage@stage.distill=distill",
+    "pipeline.stages=[sft,distill]",
+    "stage.distill.input=init",
+    "stage.distill.teacher=sft",
+    "stage.distill.max_steps=3",
+    "stage.distill.max_length=128",
+    "+stage.distill.trainer_args={train_sampling_strategy: sequential}",
+    "+stage.sft.trainer_args={train_sampling_strategy: sequential}",
+]
+
+
+def test_torchrun_distill_matches_single_process_and_scores_the_whole_split(tmp_path):
+    one = [f"run_dir={tmp_path}/one", "stage.distill.per_device_train_batch_size=4"]
+    posttrain("run", *DISTILL, *one, "stage.sft.per_device_train_batch_size=4")
+    two = [f"run_dir={tmp_path}/two", "stage.distill.per_device_train_batch_size=2"]
+    two.append("stage.sft.per_device_train_batch_size=2")  # the same teacher: global batch 4 in both
+    posttrain("run", *DISTILL, *two, "launcher=torchrun", "launcher.nproc=2")
+    a = load_file(tmp_path / "one/02_distill/checkpoint/model.safetensors")
+    b = load_file(tmp_path / "two/02_distill/checkpoint/model.safetensors")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-4)
+    one, two = (
+        json.loads((tmp_path / d / "02_distill/manifest.json").read_text())["metrics"] for d in ("one", "two")
+    )
+    assert two["global_step"] == 3 and two["eval_tokens"] == one["eval_tokens"] > 0  # not a rank's shard
+    for k in ("initial_eval_loss", "final_eval_loss", "initial_eval_kl", "final_eval_kl"):
+        assert two[k] == pytest.approx(one[k], rel=1e-4)
+
+
 def test_hydra_multirun_sweeps_dpo_beta(tmp_path):
     sweep = tmp_path / "sweep"
     posttrain(
