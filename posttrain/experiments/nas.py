@@ -113,13 +113,12 @@ def search(a, extra: list[str]) -> dict[str, Any]:
     for d in a.depths:
         add_candidate(cfg, a, teacher, f"d{d}", {"num_layers": d})
     done = run(cfg)
-    out = Path(a.out)
     phase1 = [_row(done, f"d{d}") | {"num_layers": d} for d in a.depths]
     best = nas.pick_depth(phase1)
     for r in phase1:
         r["picked"] = r is best
 
-    teacher_ckpt = out / done[teacher].checkpoint
+    teacher_ckpt = Path(done[teacher].checkpoint)
     base = arch_from_hf(AutoConfig.from_pretrained(teacher_ckpt))
     memory = {"context": a.context, "batch": a.batch}
     teacher_plan = plan_memory(base, budget_gib=1e9, **memory)
@@ -141,7 +140,7 @@ def search(a, extra: list[str]) -> dict[str, Any]:
     phase2 = []
     for w, plan in kept:
         row = _row(done, w.name()) | {"total_gib": plan.total_gib, "fits": plan.fits, **w.targets()}
-        row["tokens_per_s"] = _throughput(out / done[f"distill_{w.name()}"].checkpoint, a)
+        row["tokens_per_s"] = _throughput(Path(done[f"distill_{w.name()}"].checkpoint), a)
         row["speedup"] = row["tokens_per_s"] / teacher_tps
         phase2.append(row)
     return {

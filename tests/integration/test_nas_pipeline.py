@@ -29,10 +29,11 @@ TINY = [
 
 def test_two_phase_search_writes_tables_and_resumes(tmp_path, monkeypatch):
     monkeypatch.setenv("POSTTRAIN_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)  # a relative out dir, as users type it (checkpoint paths must not double it)
     out = tmp_path / "nas"
     # teacher 8 layers, hidden 128, FFN 256: 4 width candidates, a budget that admits some
     args = [
-        f"out={out}",
+        "out=nas",
         "depths=[6,7]",
         "hidden_sizes=[64,112]",
         "intermediate_sizes=[128,192]",
