@@ -24,7 +24,7 @@ import re
 from fractions import Fraction
 from typing import Any
 
-from posttrain.rewards.format import split_completion
+from posttrain.rewards.format import reasoning_on, split_completion
 
 _NUM = r"-?\d+(?:/\d+)?"
 _BINARY = re.compile(rf"^\s*({_NUM})\s*([-+*/])\s*({_NUM})\s*=\s*({_NUM})\s*\.?\s*$")
@@ -82,13 +82,21 @@ def math_steps_reward(
     reasoning: list[str],
     **_: Any,
 ) -> list[float]:
-    """TRL reward: ``step_score`` of each math completion's trace against its prompt; 0.0 otherwise."""
+    """TRL reward: ``step_score`` of a math completion's trace against its prompt, for a well-formed
+    reasoning-ON completion; 0.0 otherwise.
+
+    Only a well-formed ``/think`` completion has a trace. A ``/no_think`` completion that writes steps
+    and then a ``</think>`` of its own is malformed for its mode; crediting its steps paid the policy to
+    think inside ``/no_think`` (measured on SmolLM2: the gain of GRPO's seed 0 came from such answers,
+    and the habit spread to code and chat on seed 1).
+    """
     from posttrain.rewards.grpo import completion_text
 
     if completions is None or prompts is None:
         raise ValueError("prompts and completions are required")
     out = []
     for p, c, cat, r in zip(prompts, completions, category, reasoning):
-        trace = split_completion(completion_text(c), r).reasoning if cat == "math" else ""
-        out.append(step_score(trace, _text(p)) if trace else 0.0)
+        parsed = split_completion(completion_text(c), r)
+        credited = cat == "math" and reasoning_on(r) and parsed.well_formed
+        out.append(step_score(parsed.reasoning, _text(p)) if credited and parsed.reasoning else 0.0)
     return out

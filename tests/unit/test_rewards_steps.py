@@ -67,3 +67,20 @@ def test_trl_adapter_reads_the_trace_of_math_rows_only():
     assert got == [0.5, 1.0, 0.0]
     off = math_steps_reward(prompts[:1], ["8 + 7 = 15"], category=["math"], reasoning=["off"])
     assert off == [0.0]  # reasoning OFF: no trace to read
+
+
+def test_steps_earn_nothing_outside_a_well_formed_think_trace():
+    prompts = [[{"role": "user", "content": "Calculate 8 + 7 - 1."}]] * 3
+    hack = "8 + 7 = 15.\n15 - 1 = 14.\n</think></think>The answer is \\boxed{14}"
+    two_closes = "8 + 7 = 15.\n</think>\n15 - 1 = 14.\n</think>\n\\boxed{14}"
+    got = math_steps_reward(
+        prompts,
+        [hack, two_closes, "8 + 7 = 15.\n</think>\n"],
+        category=["math"] * 3,
+        reasoning=["off", "on", "on"],
+    )
+    assert got == [0.0, 0.0, 0.0]  # /no_think that thinks; two closes; no answer after the trace
+    ok = math_steps_reward(
+        prompts[:1], ["8 + 7 = 15.\n</think>\n\\boxed{15}"], category=["math"], reasoning=["on"]
+    )
+    assert ok == [1.0]
