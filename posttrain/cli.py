@@ -25,8 +25,14 @@ from posttrain.config.compose import CONFIG_DIR, compose
 __all__ = ["CONFIG_DIR", "compose", "main"]
 
 
-def quiet() -> None:
-    """Keep the console readable: library warnings off unless POSTTRAIN_VERBOSE=1."""
+def quiet(libraries: bool = True) -> None:
+    """Keep the console readable: library warnings off unless POSTTRAIN_VERBOSE=1.
+
+    The verbosity is set through the libraries' own environment variables, read when they are first
+    imported, so a command that never trains (``status``, ``memory``, ``report``, ``data inspect``) does
+    not pay 4-7 s to import torch, transformers and datasets. ``libraries=True`` also imports them, for
+    the settings that have no variable: the weight-loading progress bars and DeepSpeed's accelerator.
+    """
     if os.environ.get("POSTTRAIN_VERBOSE") == "1":
         return
     import warnings
@@ -36,15 +42,18 @@ def quiet() -> None:
     os.environ.setdefault("DATASETS_VERBOSITY", "error")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("WANDB_SILENT", "true")
-    import datasets
+    if not libraries:
+        return
     import torch
     import transformers
 
     if not torch.cuda.is_available():  # DeepSpeed (imported by TRL) warns when it has to guess the CPU
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
-    transformers.logging.set_verbosity_error()
     transformers.logging.disable_progress_bar()  # weight loading/saving bars; the Trainer's bar stays
-    datasets.logging.set_verbosity_error()
+
+
+# Commands that answer from files: they never import torch, transformers or datasets.
+LIGHT_COMMANDS = ("status", "memory", "report")
 
 
 def launch(cfg) -> None:
@@ -242,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: unknown command {cmd!r}; try `posttrain --help`", file=sys.stderr)
         return 2
     if cmd != "run":
-        quiet()
+        quiet(libraries=cmd not in LIGHT_COMMANDS and rest[:1] != ["inspect"])
     from hydra.errors import HydraException
 
     from data_recipes.errors import DataError

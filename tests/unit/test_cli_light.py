@@ -1,0 +1,28 @@
+"""The commands that answer from files never import the training stack (issue 15, start-up)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+PROBE = """
+import json, sys
+from posttrain.cli import main
+rc = main(sys.argv[1:])
+print(json.dumps({"rc": rc, "heavy": sorted(m for m in ("torch", "transformers", "datasets") if m in sys.modules)}))
+"""
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["status", "{d}"], ["status", "{d}", "json=true"], ["memory", "model=nemotron_nano_12b_v2"], ["--help"]],
+)
+def test_light_commands_do_not_import_torch(tmp_path, argv):
+    args = [a.format(d=tmp_path) for a in argv]
+    out = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got == {"rc": 0, "heavy": []}
