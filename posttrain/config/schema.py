@@ -111,7 +111,10 @@ class SFTStageConfig(TrainStageConfig):
     max_length: int = _f(512, "Max tokens per (packed) training sequence.")
     packing: bool = _f(True, "Pack samples into full-length sequences.")
     packing_strategy: str = _f(
-        "auto", "auto: bfd on GPU with mamba kernels, wrapped otherwise; or bfd/wrapped."
+        "auto",
+        "auto = bfd: whole samples packed padding-free, each sample's attention and Mamba state kept apart "
+        "(posttrain.models.packing on the torch path). wrapped (concatenate and cut) lets samples see each "
+        "other; opt-in, warns.",
     )
     assistant_only_loss: bool = _f(True, "Loss on assistant tokens only (template generation tags).")
     only_truncated: bool = _f(False, "Train only on truncated-thinking samples (Nano 2 SFT stage 3).")

@@ -18,9 +18,11 @@ from posttrain.stages import dpo, merge, sft
 
 pytestmark = pytest.mark.integration
 
-# Fixed-seed fp32 tiny SFT (wrapped packing, assistant-only loss) on the hand-made arithmetic
-# data; regenerate (run this test with -s, copy the printed losses) only for an intended change.
-GOLDEN_SFT = {1: 8.31346, 2: 7.45285, 3: 6.63561, 4: 6.10169, 5: 5.78991, 6: 5.62238}
+# Fixed-seed fp32 tiny SFT (assistant-only loss) on the hand-made arithmetic data, with the default
+# padding-free bfd packing and with the opt-in wrapped packing; regenerate (run this test with -s,
+# copy the printed losses) only for an intended change.
+GOLDEN_SFT = {1: 8.31858, 2: 7.51560, 3: 6.65038, 4: 6.07009, 5: 5.73677, 6: 5.57607}
+GOLDEN_SFT_WRAPPED = {1: 8.31346, 2: 7.45285, 3: 6.63561, 4: 6.10169, 5: 5.78991, 6: 5.62238}
 
 
 def _sft(tmp_path, init_ckpt, sft_data, steps=6, **kw):
@@ -42,12 +44,18 @@ def _sft(tmp_path, init_ckpt, sft_data, steps=6, **kw):
     }
 
 
-def test_sft_golden_losses(tmp_path, init_ckpt, sft_data):
-    out, losses = _sft(tmp_path, init_ckpt, sft_data)
+@pytest.mark.parametrize("strategy, golden", [("auto", GOLDEN_SFT), ("wrapped", GOLDEN_SFT_WRAPPED)])
+def test_sft_golden_losses(tmp_path, init_ckpt, sft_data, strategy, golden):
+    out, losses = _sft(tmp_path, init_ckpt, sft_data, packing_strategy=strategy)
     print(json.dumps(losses))
-    for step, want in GOLDEN_SFT.items():
+    for step, want in golden.items():
         assert losses[step] == pytest.approx(want, rel=2e-3), (step, losses)
     assert load_model(out.checkpoint) is not None
+    if strategy == "auto":  # bfd: every sample packed whole, and the cut ones counted
+        m = out.metrics
+        assert m["train_packed_samples"] == m["train_samples"], m
+        assert 0 <= m["train_samples_at_max_length"] <= m["train_packed_samples"]
+        assert m["train_packed_rows"] < m["train_packed_samples"]
 
 
 def test_sft_nan_loss_stops_with_clear_message(tmp_path, init_ckpt, sft_data):

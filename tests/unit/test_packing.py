@@ -1,0 +1,109 @@
+"""Padding-free packing is exact: a packed batch's loss and gradients equal those of its samples run
+one by one (fp32), for the hybrid NemotronH (with posttrain.models.packing) and a Llama-style model."""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from transformers import LlamaConfig, LlamaForCausalLM, NemotronHConfig, NemotronHForCausalLM
+from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+from posttrain.models import packing
+
+VOCAB = 97
+
+
+@functools.cache
+def model(kind: str):
+    torch.manual_seed(0)
+    if kind == "nemotron_h":
+        cfg = NemotronHConfig(
+            vocab_size=VOCAB, hidden_size=32, hybrid_override_pattern="M*-M", num_attention_heads=2,
+            num_key_value_heads=1, head_dim=16, intermediate_size=48, ssm_state_size=8, mamba_num_heads=4,
+            mamba_head_dim=8, n_groups=1, chunk_size=8, max_position_embeddings=256,
+        )  # fmt: skip
+        m = NemotronHForCausalLM(cfg)
+    else:
+        cfg = LlamaConfig(
+            vocab_size=VOCAB, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=2,
+            num_key_value_heads=1, max_position_embeddings=256,
+        )  # fmt: skip
+        m = LlamaForCausalLM(cfg)
+    return m.float().train()  # train(): the mixer's training branch is the one SFT takes
+
+
+def token_loss_sum(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.cross_entropy(logits[:-1], ids[1:], reduction="sum")
+
+
+def separate(m, samples):
+    m.zero_grad()
+    loss = sum(
+        token_loss_sum(m(input_ids=torch.tensor([s]), use_cache=False).logits[0], torch.tensor(s))
+        for s in samples
+    )
+    loss.backward()
+    return loss.detach(), {n: p.grad.clone() for n, p in m.named_parameters()}
+
+
+def packed(m, samples, *, keep_seq_idx=True):
+    batch = DataCollatorForLanguageModeling(pad_token_id=0, padding_free=True)(
+        [{"input_ids": s} for s in samples]
+    )
+    if not keep_seq_idx:
+        batch.pop("seq_idx")
+    labels, ids = batch.pop("labels"), batch["input_ids"][0]
+    m.zero_grad()
+    logits = m(**batch, use_cache=False).logits[0]  # as TRL's SFTTrainer.compute_loss passes
+    starts = (batch["position_ids"][0] == 0).nonzero().flatten().tolist() + [ids.numel()]
+    loss = sum(token_loss_sum(logits[s:e], ids[s:e]) for s, e in zip(starts[:-1], starts[1:]))
+    loss.backward()
+    assert (labels[0][torch.tensor(starts[:-1])] == -100).all()  # no target crosses a boundary
+    return loss.detach(), {n: p.grad.clone() for n, p in m.named_parameters()}
+
+
+samples_st = st.lists(st.lists(st.integers(1, VOCAB - 1), min_size=2, max_size=21), min_size=2, max_size=4)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def installed():
+    packing.install()
+    yield
+    packing.uninstall()
+
+
+@pytest.mark.parametrize("kind", ["nemotron_h", "llama"])
+@settings(max_examples=12, deadline=None)
+@given(samples=samples_st)
+def test_packed_loss_and_grads_equal_one_by_one(kind, samples):
+    m = model(kind)
+    want_loss, want_grads = separate(m, samples)
+    got_loss, got_grads = packed(m, samples)
+    torch.testing.assert_close(got_loss, want_loss, rtol=1e-5, atol=1e-5)
+    for name, g in want_grads.items():
+        torch.testing.assert_close(got_grads[name], g, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_stock_torch_path_leaks_state_across_samples():
+    """The bug the override fixes: given only position_ids, the stock Mamba path runs the conv window
+    and the SSM state from one sample into the next (attention alone is kept apart)."""
+    samples = [[5, 9, 11, 3, 7, 2, 8, 4, 6, 10], [12, 13, 14, 15, 16, 17]]
+    packing.uninstall()
+    try:
+        leaked, _ = packed(model("nemotron_h"), samples, keep_seq_idx=False)
+        with pytest.raises(ValueError, match="packed sequences"):
+            packed(model("nemotron_h"), samples)  # transformers refuses seq_idx on the torch path
+    finally:
+        packing.install()
+    exact, _ = separate(model("nemotron_h"), samples)
+    assert abs(leaked.item() - exact.item()) > 1e-3
+
+
+def test_segments_are_the_runs_of_seq_idx():
+    assert packing.segments(torch.tensor([[0, 0, 1, 2, 2, 2]])) == [(0, 2), (2, 3), (3, 6)]
+    with pytest.raises(ValueError, match=r"shape \(1, L\)"):
+        packing.segments(torch.zeros(2, 3, dtype=torch.long))
