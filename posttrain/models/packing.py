@@ -92,6 +92,56 @@ def _unfused(*_, **__):
     return None
 
 
+VARLEN = "posttrain_varlen_sdpa"
+
+
+def varlen_sdpa(
+    module, query, key, value, attention_mask, dropout=0.0, scaling=None, is_causal=None, **kwargs
+):
+    """SDPA run sample by sample on a padding-free row (``cu_seq_lens_q`` from TRL's collator), causal
+    within each sample: the same result as the block-diagonal mask, at sum(L_i^2) instead of T^2 cost.
+    Anything else (padded batches, a KV cache) goes to transformers' ``sdpa_attention_forward``."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    cu = kwargs.get("cu_seq_lens_q")
+    packed = cu is not None and query.shape[0] == 1 and query.shape[2] == key.shape[2] == int(cu[-1])
+    if not packed:
+        return sdpa_attention_forward(
+            module,
+            query,
+            key,
+            value,
+            attention_mask,
+            dropout=dropout,
+            scaling=scaling,
+            is_causal=is_causal,
+            **kwargs,
+        )
+    bounds = cu.tolist()
+    outs = [
+        sdpa_attention_forward(
+            module, query[:, :, s:e], key[:, :, s:e], value[:, :, s:e], None,
+            dropout=dropout, scaling=scaling, is_causal=True,
+        )[0]
+        for s, e in zip(bounds[:-1], bounds[1:])
+    ]  # fmt: skip
+    return torch.cat(outs, dim=1), None
+
+
+def use_varlen_attention(model) -> bool:
+    """Switch an ``sdpa`` model to ``varlen_sdpa`` (registered once with transformers' attention and
+    mask interfaces). Returns whether it switched; other implementations are left alone."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+    if getattr(model.config, "_attn_implementation", None) not in ("sdpa", VARLEN):
+        return False
+    AttentionInterface.register(VARLEN, varlen_sdpa)
+    AttentionMaskInterface.register(VARLEN, sdpa_mask)
+    model.set_attn_implementation(VARLEN)
+    return True
+
+
 def install() -> bool:
     """Make NemotronH's torch path respect sample boundaries (idempotent). Returns whether it replaced
     anything: ``False`` when the kernels are present and take ``seq_idx`` themselves."""

@@ -73,6 +73,7 @@ def run(cfg, inputs: StageInputs) -> StageOutputs:
     strategy = packing_strategy(cfg.packing_strategy)
     if cfg.packing and strategy == "bfd":
         packing.install()  # NemotronH's torch path: reset Mamba state at sample boundaries
+        packing.use_varlen_attention(model)  # sdpa per sample, not over the whole packed row
     args.update(
         max_length=cfg.max_length,
         packing=cfg.packing,

@@ -1,5 +1,6 @@
 """Padding-free packing is exact: a packed batch's loss and gradients equal those of its samples run
-one by one (fp32), for the hybrid NemotronH (with posttrain.models.packing) and a Llama-style model."""
+one by one (fp32), for the hybrid NemotronH (with posttrain.models.packing) and a Llama-style model,
+with transformers' block-diagonal SDPA mask and with posttrain's per-sample SDPA."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ VOCAB = 97
 
 
 @functools.cache
-def model(kind: str):
+def model(kind: str, attn: str = "sdpa"):
     torch.manual_seed(0)
     if kind == "nemotron_h":
         cfg = NemotronHConfig(
@@ -33,6 +34,8 @@ def model(kind: str):
             num_key_value_heads=1, max_position_embeddings=256,
         )  # fmt: skip
         m = LlamaForCausalLM(cfg)
+    if attn == "varlen":
+        assert packing.use_varlen_attention(m)
     return m.float().train()  # train(): the mixer's training branch is the one SFT takes
 
 
@@ -76,11 +79,12 @@ def installed():
     packing.uninstall()
 
 
+@pytest.mark.parametrize("attn", ["sdpa", "varlen"])  # the block-diagonal mask; SDPA per sample
 @pytest.mark.parametrize("kind", ["nemotron_h", "llama"])
 @settings(max_examples=12, deadline=None)
 @given(samples=samples_st)
-def test_packed_loss_and_grads_equal_one_by_one(kind, samples):
-    m = model(kind)
+def test_packed_loss_and_grads_equal_one_by_one(kind, attn, samples):
+    m = model(kind, attn)
     want_loss, want_grads = separate(m, samples)
     got_loss, got_grads = packed(m, samples)
     torch.testing.assert_close(got_loss, want_loss, rtol=1e-5, atol=1e-5)
@@ -107,3 +111,20 @@ def test_segments_are_the_runs_of_seq_idx():
     assert packing.segments(torch.tensor([[0, 0, 1, 2, 2, 2]])) == [(0, 2), (2, 3), (3, 6)]
     with pytest.raises(ValueError, match=r"shape \(1, L\)"):
         packing.segments(torch.zeros(2, 3, dtype=torch.long))
+
+
+def test_varlen_attention_runs_sdpa_per_sample(monkeypatch):
+    """The per-sample path is the one taken on a packed row: SDPA sees each sample's length, never T."""
+    seen, sdpa = [], torch.nn.functional.scaled_dot_product_attention
+
+    def spy(q, *a, **kw):
+        seen.append(q.shape[-2])
+        return sdpa(q, *a, **kw)
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", spy)
+    samples = [[3] * 7, [4] * 5, [5] * 9]
+    packed(model("llama", "varlen"), samples)
+    assert seen and set(seen) == {7, 5, 9}, seen
+    seen.clear()
+    packed(model("llama", "sdpa"), samples)
+    assert set(seen) == {21}, seen  # transformers' path: one masked call over the whole row
