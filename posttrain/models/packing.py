@@ -1,24 +1,23 @@
-"""Padding-free packing for NemotronH on the torch path: Mamba state reset at every sample boundary.
+"""Padding-free packing on the torch path: each sample's attention and Mamba state kept apart.
 
 TRL's padding-free collator (``packing_strategy=bfd``) flattens a batch into one row and passes
-``position_ids`` (reset to 0 at each sample) and ``seq_idx`` (the sample index of each token).
-Attention keeps samples apart on its own: transformers' mask builder reads the resets in
-``position_ids`` and makes the causal mask block-diagonal, but only without a cache (``use_cache=False``,
-which TRL's ``SFTTrainer.compute_loss`` passes). The Mamba mixer does not: transformers 5.24's
-torch fallbacks for the causal conv and the chunked scan refuse ``seq_idx`` (a ``ValueError`` naming
-mamba-ssm) and, given only ``position_ids``, let conv window and SSM state run across samples.
+``position_ids`` (reset to 0 at each sample), ``seq_idx`` (the sample index of each token) and
+``cu_seq_lens_q``. Attention keeps samples apart on its own: transformers' mask builder reads the
+resets in ``position_ids`` and makes the causal mask block-diagonal, but only without a cache
+(``use_cache=False``, which TRL's ``SFTTrainer.compute_loss`` passes), and at the cost of one
+``T x T`` product over the whole row. The Mamba mixer does not: transformers 5.24's torch fallbacks
+for the causal conv and the chunked scan refuse ``seq_idx`` (a ``ValueError`` naming mamba-ssm) and,
+given only ``position_ids``, let conv window and SSM state run across samples.
 
-This module replaces those three functions in ``modeling_nemotron_h`` when the kernels are absent:
+* ``install()`` replaces three functions in ``modeling_nemotron_h`` when the kernels are absent:
+  ``causal_conv1d_fn`` and ``mamba2_chunk_scan`` take ``seq_idx`` (``posttrain.models.ssd``: the
+  whole row at once, state reset at each sample start); without ``seq_idx`` they are the stock
+  functions. ``mamba2_split_conv1d_scan_combined`` (the fused training shortcut, kernels only)
+  returns ``None``, the stock torch answer that sends the mixer down the unfused path.
+* ``use_varlen_attention(model)`` switches an ``sdpa`` model to SDPA run per sample on packed rows
+  (``sum L_i^2`` instead of ``T^2``), and to plain SDPA otherwise.
 
-* ``causal_conv1d_fn`` and ``mamba2_chunk_scan`` split the row at the ``seq_idx`` changes and run the
-  stock torch fallback on each sample, so every sample starts from a zero conv window and a zero SSM
-  state, exactly as if it ran alone. Without ``seq_idx`` they are the stock functions.
-* ``mamba2_split_conv1d_scan_combined`` (the fused training shortcut, kernels only) returns ``None``,
-  the stock torch answer that sends the mixer down the unfused path.
-
-Per-sample slicing rather than a masked scan: it is exact by construction (the same ops on the same
-shapes as the unpacked run), and on CPU the scan is a small share of the step. With mamba-ssm and
-causal-conv1d installed nothing is replaced: their kernels take ``seq_idx`` natively.
+With mamba-ssm and causal-conv1d installed nothing is replaced: their kernels take ``seq_idx``.
 """
 
 from __future__ import annotations
@@ -27,6 +26,8 @@ import importlib.util
 from typing import Any
 
 import torch
+
+from posttrain.models.ssd import causal_conv1d_packed, chunk_scan_packed
 
 _INSTALLED: dict[str, Any] = {}
 
@@ -40,50 +41,34 @@ def kernels_available() -> bool:
     )
 
 
-def segments(seq_idx: torch.Tensor) -> list[tuple[int, int]]:
-    """``[(start, end), ...]`` of the runs of equal values in a ``(1, L)`` ``seq_idx`` row."""
-    if seq_idx.dim() != 2 or seq_idx.shape[0] != 1:
-        raise ValueError(f"packed seq_idx must have shape (1, L), got {tuple(seq_idx.shape)}")
-    row = seq_idx[0]
-    cuts = (row[1:] != row[:-1]).nonzero().flatten().add(1).tolist()
-    bounds = [0, *cuts, row.numel()]
-    return list(zip(bounds[:-1], bounds[1:]))
+CACHE_ERROR = (
+    "a packed row (seq_idx) was run with a cache: pass use_cache=False (transformers' attention mask "
+    "ignores the sample boundaries when there is a cache)"
+)
 
 
 def _conv(stock):
     def causal_conv1d_fn(hidden_states, weight, bias=None, activation=None, seq_idx=None, **_):
         if seq_idx is None:
             return stock(hidden_states, weight, bias, activation=activation)
-        # With a cache the input starts with past conv context (or zero padding): it is the first
-        # sample's left context, so the first segment takes it.
-        past = hidden_states.shape[-1] - seq_idx.shape[-1]
-        cuts = [(s + past if s else 0, e + past) for s, e in segments(seq_idx)]
-        parts = [stock(hidden_states[:, :, s:e], weight, bias, activation=activation) for s, e in cuts]
-        return torch.cat(parts, dim=-1)
+        if hidden_states.shape[-1] != seq_idx.shape[-1]:  # a cached left context was prepended
+            raise ValueError(CACHE_ERROR)
+        return causal_conv1d_packed(hidden_states, weight, bias, activation, seq_idx)
 
     return causal_conv1d_fn
 
 
 def _scan(stock):
     def mamba2_chunk_scan(hidden_states, dt, A, B, C, chunk_size, seq_idx=None, **kwargs):
-        kwargs = {
-            k: v for k, v in kwargs.items() if k not in ("cu_seqlens", "cu_seq_lens_q", "cu_seq_lens_k")
-        }
         if seq_idx is None:
+            kwargs = {k: v for k, v in kwargs.items() if k not in ("cu_seq_lens_q", "cu_seq_lens_k")}
             return stock(hidden_states, dt, A, B, C, chunk_size, **kwargs)
-        # A cached state continues the first sample; the final state returned is the last sample's.
-        initial, final = kwargs.pop("initial_states", None), kwargs.pop("return_final_states", False)
-        cuts = segments(seq_idx)
-        outs, state = [], None
-        for i, (s, e) in enumerate(cuts):
-            out = stock(
-                hidden_states[:, s:e], dt[:, s:e], A, B[:, s:e], C[:, s:e], chunk_size,
-                initial_states=initial if i == 0 else None, return_final_states=final, **kwargs,
-            )  # fmt: skip
-            out, state = out if final else (out, None)
-            outs.append(out)
-        y = torch.cat(outs, dim=1)
-        return (y, state) if final else y
+        if kwargs.get("initial_states") is not None or kwargs.get("return_final_states"):
+            raise ValueError(CACHE_ERROR)
+        keep = ("D", "dt_bias", "dt_softplus", "dt_limit")
+        return chunk_scan_packed(
+            hidden_states, dt, A, B, C, chunk_size, seq_idx, **{k: kwargs[k] for k in keep if k in kwargs}
+        )
 
     return mamba2_chunk_scan
 

@@ -88,8 +88,9 @@ def test_packed_loss_and_grads_equal_one_by_one(kind, attn, samples):
     want_loss, want_grads = separate(m, samples)
     got_loss, got_grads = packed(m, samples)
     torch.testing.assert_close(got_loss, want_loss, rtol=1e-5, atol=1e-5)
-    for name, g in want_grads.items():
-        torch.testing.assert_close(got_grads[name], g, rtol=1e-4, atol=1e-6, msg=name)
+    for name, g in want_grads.items():  # fp32 rounding, relative to each tensor's scale
+        err = (got_grads[name] - g).abs().max().item()
+        assert err <= 1e-5 * g.abs().max().item() + 1e-7, (name, err, g.abs().max().item())
 
 
 def test_stock_torch_path_leaks_state_across_samples():
@@ -107,10 +108,18 @@ def test_stock_torch_path_leaks_state_across_samples():
     assert abs(leaked.item() - exact.item()) > 1e-3
 
 
-def test_segments_are_the_runs_of_seq_idx():
-    assert packing.segments(torch.tensor([[0, 0, 1, 2, 2, 2]])) == [(0, 2), (2, 3), (3, 6)]
-    with pytest.raises(ValueError, match=r"shape \(1, L\)"):
-        packing.segments(torch.zeros(2, 3, dtype=torch.long))
+def test_a_packed_row_with_a_cache_is_refused():
+    """With a cache transformers' mask lets attention cross samples: say so rather than train on it."""
+    batch = DataCollatorForLanguageModeling(pad_token_id=0, padding_free=True)([{"input_ids": [3] * 9}] * 2)
+    batch.pop("labels")
+    with pytest.raises(ValueError, match="use_cache=False"):
+        model("nemotron_h")(**batch, use_cache=True)
+
+
+def segments(seq_idx: torch.Tensor) -> list[tuple[int, int]]:
+    cuts = (seq_idx[0, 1:] != seq_idx[0, :-1]).nonzero().flatten().add(1).tolist()
+    bounds = [0, *cuts, seq_idx.shape[1]]
+    return list(zip(bounds[:-1], bounds[1:]))
 
 
 def test_varlen_attention_runs_sdpa_per_sample(monkeypatch):
@@ -128,3 +137,45 @@ def test_varlen_attention_runs_sdpa_per_sample(monkeypatch):
     seen.clear()
     packed(model("llama", "sdpa"), samples)
     assert set(seen) == {21}, seen  # transformers' path: one masked call over the whole row
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    lengths=st.lists(st.integers(1, 13), min_size=1, max_size=5),
+    chunk=st.sampled_from([3, 4, 8, 64]),
+    seed=st.integers(0, 2**16),
+)
+def test_packed_scan_and_conv_equal_the_stock_functions_per_sample(lengths, chunk, seed):
+    """posttrain.models.ssd on a whole packed row == transformers' torch fallbacks run on each sample."""
+    from transformers.models.nemotron_h import modeling_nemotron_h as m
+
+    from posttrain.models.ssd import causal_conv1d_packed, chunk_scan_packed
+
+    stock_scan, stock_conv = packing._INSTALLED["mamba2_chunk_scan"], packing._INSTALLED["causal_conv1d_fn"]
+    stock_scan, stock_conv = stock_scan.__wrapped__, stock_conv.__wrapped__
+    assert m.mamba2_chunk_scan is not stock_scan  # the fixture installed the override
+    g = torch.Generator().manual_seed(seed)
+    T, h, p, n, groups, ch, k = sum(lengths), 4, 3, 5, 2, 6, 4
+    x, dt = torch.randn(1, T, h, p, generator=g), torch.randn(1, T, h, generator=g)
+    B, C = torch.randn(1, T, groups, n, generator=g), torch.randn(1, T, groups, n, generator=g)
+    A, D, dt_bias = (
+        -torch.rand(h, generator=g) - 0.1,
+        torch.randn(h, generator=g),
+        torch.randn(h, generator=g),
+    )
+    seq = torch.repeat_interleave(torch.arange(len(lengths)), torch.tensor(lengths))[None]
+    kw = {"D": D, "dt_bias": dt_bias, "dt_softplus": True, "dt_limit": (0.001, float("inf"))}
+    got = chunk_scan_packed(x, dt, A, B, C, chunk, seq, **kw)
+    cuts = segments(seq)
+    want = torch.cat(
+        [stock_scan(x[:, s:e], dt[:, s:e], A, B[:, s:e], C[:, s:e], chunk, **kw) for s, e in cuts], 1
+    )
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+    u, w, bias = (
+        torch.randn(1, ch, T, generator=g),
+        torch.randn(ch, k, generator=g),
+        torch.randn(ch, generator=g),
+    )
+    got = causal_conv1d_packed(u, w, bias, "silu", seq)
+    want = torch.cat([stock_conv(u[:, :, s:e], w, bias, activation="silu") for s, e in cuts], -1)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
