@@ -6,17 +6,20 @@ The nano2_tiny demo's init checkpoint and ``sft`` train view (built once in ``--
 ``posttrain run pipeline=nano2_tiny pipeline.stages=[sft] stage.sft.max_steps=1``), then three arms,
 each in its own process, same model, data, batch (8), learning rate and steps:
 
-* ``posttrain``: what ``posttrain run`` does by default: padding-free ``bfd`` packing into rows of 256
-  tokens with the sample boundaries kept (``posttrain.models.packing`` on the torch path: Mamba conv
-  and scan split at ``seq_idx``, SDPA run per sample).
-* ``wrapped``: the previous default, concatenate and cut at 256 (faster, but samples see each other).
+* ``posttrain``: what ``posttrain run`` does by default on CPU: padding-free ``bfd`` packing into rows
+  of 256 tokens with the sample boundaries kept (``posttrain.models.packing``: the Mamba conv and
+  scan reset at each sample, SDPA run per sample), and the LM head applied only where there is a
+  label (``loss_head=labelled``).
+* ``wrapped``: the previous default packing, concatenate and cut at 256 (samples see each other),
+  with the same head.
 * ``trl_defaults``: ``SFTTrainer`` with its defaults (no packing, each batch padded to its longest).
 
 Tokens are the Trainer's ``num_input_tokens_seen`` with ``non_padding``; the rate is taken from the
-end of step 2 to the last step (warm-up excluded). MFU = 6 · N · tokens/s / peak, where N counts the
-weights of every ``nn.Linear`` (the LM head included; embeddings lookups, convs, the Mamba scan and
-attention scores excluded, so it slightly undercounts), and the peak is the best fp32 matmul rate
-measured in this run with the same threads. Writes ``bench/results/train_throughput.{json,md}``.
+end of step 2 to the last step (warm-up excluded). MFU counts the FLOPs the objective needs, the same
+for every arm: 6 · (N_body · real tokens/s + N_head · labelled tokens/s), N_body the weights of the
+body's ``nn.Linear`` layers and N_head the LM head's (embedding lookups, convs, the Mamba scan and
+attention scores are left out, so it undercounts a little), over the best fp32 matmul rate measured
+in this run with the same threads. Writes ``bench/results/train_throughput.{json,md}``.
 """
 
 from __future__ import annotations
@@ -53,10 +56,24 @@ def matmul_peak(n: int = 1024, reps: int = 8, trials: int = 5) -> float:
     return best
 
 
-def linear_params(model) -> int:
+def linear_params(model) -> tuple[int, int]:
+    """(weights of the ``nn.Linear`` layers of the body, weights of the LM head)."""
     import torch
 
-    return sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
+    head = model.get_output_embeddings().weight.numel()
+    return sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear)) - head, head
+
+
+def counting(trainer_cls, labelled: list[int]):
+    """``trainer_cls`` that records each training step's labelled (target) tokens."""
+
+    class Counting(trainer_cls):
+        def compute_loss(self, model, inputs, *args, **kwargs):
+            if model.training:
+                labelled.append(int((inputs["labels"][:, 1:] != -100).sum()))
+            return super().compute_loss(model, inputs, *args, **kwargs)
+
+    return Counting
 
 
 def run_arm(arm: str, work: Path, steps: int) -> dict:
@@ -66,13 +83,14 @@ def run_arm(arm: str, work: Path, steps: int) -> dict:
     from trl import SFTConfig, SFTTrainer
 
     from posttrain.models import packing
-    from posttrain.stages.sft import packing_counts, packing_strategy
+    from posttrain.stages import sft
 
     ckpt = str(work / "00_init" / "checkpoint")
     model, tok = AutoModelForCausalLM.from_pretrained(ckpt), AutoTokenizer.from_pretrained(ckpt)
     train = load_from_disk(str(work / "data" / "sft"))["train"]
     train = train.remove_columns([c for c in train.column_names if c not in ("messages", "tools")])
     marks: list[tuple[float, int]] = []
+    labelled: list[int] = []
 
     class Clock(TrainerCallback):
         def on_step_end(self, args, state, control, **kw):
@@ -91,22 +109,26 @@ def run_arm(arm: str, work: Path, steps: int) -> dict:
         "seed": 0,
         "disable_tqdm": True,
     }
+    trainer_cls, extra = SFTTrainer, {}
     if arm != "trl_defaults":
-        strategy = packing_strategy("auto" if arm == "posttrain" else "wrapped")
+        strategy = sft.packing_strategy("auto" if arm == "posttrain" else "wrapped")
         args |= {"packing": True, "packing_strategy": strategy, "max_length": 256}
         if strategy == "bfd":
             packing.install()
             packing.use_varlen_attention(model)
+        trainer_cls, extra = sft.SFTTrainer, {"labelled_head": sft.loss_head("auto") == "labelled"}
     with tempfile.TemporaryDirectory() as out:
-        trainer = SFTTrainer(
+        trainer = counting(trainer_cls, labelled)(
             model=model,
             args=SFTConfig(output_dir=out, **args),
             train_dataset=train,
             processing_class=tok,
             callbacks=[Clock()],
+            **extra,
         )
         trainer.train()
     (t0, n0), (t1, n1) = marks[1], marks[-1]
+    body, head = linear_params(model)
     return {
         "arm": arm,
         "packing": args.get("packing_strategy", "none"),
@@ -114,8 +136,11 @@ def run_arm(arm: str, work: Path, steps: int) -> dict:
         "tokens_per_step": (n1 - n0) / (len(marks) - 2),
         "s_per_step": (t1 - t0) / (len(marks) - 2),
         "timed_steps": len(marks) - 2,
-        "linear_params": linear_params(model),
-        **packing_counts(trainer.train_dataset, 256),
+        "labelled_per_s": sum(labelled[2:]) / (t1 - t0),
+        "body_linear_params": body,
+        "head_params": head,
+        "loss_head": "labelled" if extra.get("labelled_head") else "trl",
+        **sft.packing_counts(trainer.train_dataset, 256),
     }
 
 
@@ -134,12 +159,12 @@ def markdown(out: dict) -> str:
         f"`{out['command']}` on {out['machine']}, {out['threads']} threads, {out['steps']} steps per arm "
         f"(rate from step 2 to the last), batch 8, the nano2_tiny init checkpoint and sft view.",
         "",
-        "| arm | packing | real tokens/s | tokens/step | s/step | MFU |",
-        "|---|---|---|---|---|---|",
+        "| arm | packing | LM head | real tokens/s | tokens/step | s/step | MFU |",
+        "|---|---|---|---|---|---|---|",
     ]
     for a in out["arms"].values():
         lines.append(
-            f"| {a['arm']} | {a['packing']} | {a['tokens_per_s']:,.0f} | {a['tokens_per_step']:,.0f} | "
+            f"| {a['arm']} | {a['packing']} | {a['loss_head']} | {a['tokens_per_s']:,.0f} | {a['tokens_per_step']:,.0f} | "
             f"{a['s_per_step']:.2f} | {a['mfu']:.2%} |"
         )
     lines += [
@@ -171,8 +196,11 @@ def main() -> None:
             sys.exit(f"arm {arm} failed:\n{res.stderr[-3000:]}")
         arms[arm] = json.loads(line[-1][4:])
     peak = matmul_peak()
-    for r in arms.values():
-        r["mfu"] = 6 * r["linear_params"] * r["tokens_per_s"] / peak
+    for r in arms.values():  # useful FLOPs: the body on every real token, the head where a label is
+        r["flops_per_s"] = 6 * (
+            r["body_linear_params"] * r["tokens_per_s"] + r["head_params"] * r["labelled_per_s"]
+        )
+        r["mfu"] = r["flops_per_s"] / peak
     out = {
         "command": "python bench/train_throughput.py" + (" --quick" if a.quick else ""),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",

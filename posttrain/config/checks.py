@@ -56,6 +56,7 @@ SCHEDULERS = (
     "greedy",
 )  # transformers.trainer_utils.SchedulerType
 PACKING = ("auto", "bfd", "wrapped")
+LOSS_HEADS = ("auto", "labelled", "trl")
 SPLITS = ("train", "validation", "test")
 
 
@@ -118,6 +119,7 @@ def _sft(cfg: Any, world: int) -> list[tuple[str, str]]:
         + _min(cfg, 1, "max_length")
         + _min(cfg, 0, "eval_steps")
         + _one_of(cfg, "packing_strategy", PACKING)
+        + _one_of(cfg, "loss_head", LOSS_HEADS)
     )
 
 

@@ -117,6 +117,12 @@ class SFTStageConfig(TrainStageConfig):
         "other; opt-in, warns.",
     )
     assistant_only_loss: bool = _f(True, "Loss on assistant tokens only (template generation tags).")
+    loss_head: str = _f(
+        "auto",
+        "labelled: LM-head logits only at the positions that have a label (the same loss; less compute "
+        "when prompts are long, memory labelled tokens x vocab). trl: TRL's chunked fused head (entropy "
+        "at every position, least memory at large vocab). auto: labelled on CPU, trl on GPU.",
+    )
     only_truncated: bool = _f(False, "Train only on truncated-thinking samples (Nano 2 SFT stage 3).")
     eval_steps: int = _f(50, "Evaluate on the validation split every N steps (0: only at the end).")
 

@@ -44,13 +44,18 @@ def _sft(tmp_path, init_ckpt, sft_data, steps=6, **kw):
     }
 
 
-@pytest.mark.parametrize("strategy, golden", [("auto", GOLDEN_SFT), ("wrapped", GOLDEN_SFT_WRAPPED)])
-def test_sft_golden_losses(tmp_path, init_ckpt, sft_data, strategy, golden):
-    out, losses = _sft(tmp_path, init_ckpt, sft_data, packing_strategy=strategy)
+@pytest.mark.parametrize(
+    "strategy, head, golden",
+    [("auto", "auto", GOLDEN_SFT), ("auto", "trl", GOLDEN_SFT), ("wrapped", "auto", GOLDEN_SFT_WRAPPED)],
+)
+def test_sft_golden_losses(tmp_path, init_ckpt, sft_data, strategy, head, golden):
+    """One golden per packing; the labelled-only head (auto on CPU) and TRL's fused head agree on it."""
+    out, losses = _sft(tmp_path, init_ckpt, sft_data, packing_strategy=strategy, loss_head=head)
     print(json.dumps(losses))
     for step, want in golden.items():
         assert losses[step] == pytest.approx(want, rel=2e-3), (step, losses)
     assert load_model(out.checkpoint) is not None
+    assert out.metrics["loss_head"] == ("trl" if head == "trl" else "labelled")  # auto on CPU
     if strategy == "auto":  # bfd: every sample packed whole, and the cut ones counted
         m = out.metrics
         assert m["train_packed_samples"] == m["train_samples"], m
