@@ -52,8 +52,10 @@ def quiet(libraries: bool = True) -> None:
     transformers.logging.disable_progress_bar()  # weight loading/saving bars; the Trainer's bar stays
 
 
-# Commands that answer from files: they never import torch, transformers or datasets.
-LIGHT_COMMANDS = ("status", "memory", "report")
+# Commands that never train: quiet() leaves the libraries to be imported when (and if) they are
+# needed. status, memory and report never import torch, transformers or datasets; data imports
+# datasets and the tokenizer only.
+LIGHT_COMMANDS = ("status", "memory", "report", "data")
 
 
 def launch(cfg) -> None:
@@ -251,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: unknown command {cmd!r}; try `posttrain --help`", file=sys.stderr)
         return 2
     if cmd != "run":
-        quiet(libraries=cmd not in LIGHT_COMMANDS and rest[:1] != ["inspect"])
+        quiet(libraries=cmd not in LIGHT_COMMANDS)
     from hydra.errors import HydraException
 
     from data_recipes.errors import DataError
