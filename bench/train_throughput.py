@@ -6,7 +6,7 @@ The nano2_tiny demo's init checkpoint and ``sft`` train view (built once in ``--
 ``posttrain run pipeline=nano2_tiny pipeline.stages=[sft] stage.sft.max_steps=1``), then three arms,
 each in its own process, same model, data, batch (8), learning rate and steps:
 
-* ``posttrain``: what ``posttrain run`` does by default on CPU: padding-free ``bfd`` packing into rows
+* ``posttrain``: ``packing_strategy=bfd`` (``auto`` still picks ``wrapped`` on CPU): padding-free packing into rows
   of 256 tokens with the sample boundaries kept (``posttrain.models.packing``: the Mamba conv and
   scan reset at each sample, SDPA run per sample), and the LM head applied only where there is a
   label (``loss_head=labelled``).
@@ -111,7 +111,7 @@ def run_arm(arm: str, work: Path, steps: int) -> dict:
     }
     trainer_cls, extra = SFTTrainer, {}
     if arm != "trl_defaults":
-        strategy = sft.packing_strategy("auto" if arm == "posttrain" else "wrapped")
+        strategy = sft.packing_strategy("bfd" if arm == "posttrain" else "wrapped")
         args |= {"packing": True, "packing_strategy": strategy, "max_length": 256}
         if strategy == "bfd":
             packing.install()

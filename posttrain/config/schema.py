@@ -112,9 +112,9 @@ class SFTStageConfig(TrainStageConfig):
     packing: bool = _f(True, "Pack samples into full-length sequences.")
     packing_strategy: str = _f(
         "auto",
-        "auto = bfd: whole samples packed padding-free, each sample's attention and Mamba state kept apart "
+        "bfd: whole samples packed padding-free, each sample's attention and Mamba state kept apart "
         "(posttrain.models.packing on the torch path). wrapped (concatenate and cut) lets samples see each "
-        "other; opt-in, warns.",
+        "other. auto: bfd with mamba-ssm kernels, wrapped otherwise (for now).",
     )
     assistant_only_loss: bool = _f(True, "Loss on assistant tokens only (template generation tags).")
     loss_head: str = _f(

@@ -1,7 +1,7 @@
 """SFT stage: TRL ``SFTTrainer`` on the recipe's ``sft`` view (mixed reasoning ON/OFF, with
 truncated-thinking samples), assistant-only loss through the chat template's generation tags.
 
-Packing: ``auto`` is TRL's padding-free ``bfd`` everywhere: whole samples packed best-fit into rows
+Packing: ``bfd`` is TRL's padding-free packing: whole samples packed best-fit into rows
 of ``max_length``, each sample's attention, conv window and Mamba state starting fresh (on the torch
 path through ``posttrain.models.packing``; with mamba-ssm kernels natively). A sample longer than
 ``max_length`` is cut there, as TRL's ``bfd`` does; the stage counts such samples
@@ -36,14 +36,18 @@ log = logging.getLogger(__name__)
 
 
 def packing_strategy(requested: str) -> str:
-    """``auto`` -> ``bfd``; ``wrapped`` is honoured with a warning (it lets samples see each other)."""
+    """``auto`` -> ``bfd`` with mamba-ssm kernels, else ``wrapped`` (for now: the smoke pipeline's
+    budget-0 contract failed once the tiny demo trained with ``bfd`` on CPU, not yet investigated);
+    ``bfd`` on CPU is exact through ``posttrain.models.packing``. An explicit ``wrapped`` warns."""
     if requested == "wrapped":
         log.warning(
             "stage sft: packing_strategy=wrapped concatenates samples and cuts at max_length, so attention "
-            "and Mamba state run across sample boundaries; auto (bfd) keeps samples apart"
+            "and Mamba state run across sample boundaries; bfd keeps samples apart"
         )
         return requested
-    return "bfd" if requested == "auto" else requested
+    if requested == "auto":
+        return "bfd" if packing.kernels_available() else "wrapped"
+    return requested
 
 
 def packing_counts(train, max_length: int) -> dict[str, int]:
