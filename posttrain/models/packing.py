@@ -61,7 +61,6 @@ def _conv(stock):
 def _scan(stock):
     def mamba2_chunk_scan(hidden_states, dt, A, B, C, chunk_size, seq_idx=None, **kwargs):
         if seq_idx is None:
-            kwargs = {k: v for k, v in kwargs.items() if k not in ("cu_seq_lens_q", "cu_seq_lens_k")}
             return stock(hidden_states, dt, A, B, C, chunk_size, **kwargs)
         if kwargs.get("initial_states") is not None or kwargs.get("return_final_states"):
             raise ValueError(CACHE_ERROR)

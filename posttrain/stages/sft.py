@@ -168,6 +168,6 @@ def run(cfg, inputs: StageInputs) -> StageOutputs:
     metrics = train_and_save(trainer, tok, inputs)
     metrics.update({f"final_{k}": v for k, v in trainer.evaluate().items() if isinstance(v, (int, float))})
     metrics["train_samples"] = len(train)
-    metrics["loss_head"] = head if trainer._labelled_head_applies() or head == "trl" else "trl (fallback)"
+    metrics["loss_head"] = "labelled" if trainer._labelled_head_applies() else "trl"
     metrics.update(packing_counts(trainer.train_dataset, cfg.max_length) if cfg.packing else {})
     return StageOutputs(checkpoint=str(inputs.checkpoint_dir), metrics=metrics)
