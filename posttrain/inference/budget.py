@@ -11,8 +11,11 @@ Algorithm (per prompt, batched with left padding, greedy when ``temperature == 0
 2. **Close.** A trace that did not close itself gets ``close`` appended: by default the template's
    separator ``"\\n</think>\\n"`` (just ``"</think>\\n"`` after a trailing newline, so the text is what
    the template renders for that reasoning); the model card's ``".\\n</think>\\n\\n"`` can be passed.
-3. **Answer.** The text so far (prompt + trace [+ close]) is re-tokenized and continued with the tokens
-   left of ``max_tokens``, as the model card's second, raw ``/v1/completions`` call does. With
+3. **Answer.** The text so far (prompt + trace [+ close]) is continued with the tokens left of
+   ``max_tokens``. By default (``cached=True``, ``one_pass``) the close is forced into the same
+   ``generate`` call and the answer continues from its cache; ``two_call`` re-tokenizes the text and
+   generates again, as the model card's second, raw ``/v1/completions`` call does. Greedy outputs are
+   identical (rows the one pass cannot match token for token are re-run with two calls). With
    ``grace_tokens=0`` this reproduces ``ThinkingBudgetClient`` against ``posttrain serve`` token for token.
 
 ``budget=None`` is plain generation (one ``generate`` call, nothing inserted). Prompts that skip
@@ -34,6 +37,7 @@ import torch
 from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 
 from posttrain.inference.generate import batch_starts
+from posttrain.inference.one_pass import Row, one_pass
 from posttrain.reasoning import MODEL_CARD_CLOSE, THINK_CLOSE, close_for, opens_trace, reasoning_end, split
 
 __all__ = ["MODEL_CARD_CLOSE", "BudgetResult", "generate_budgeted", "opens_trace"]
@@ -207,11 +211,15 @@ def generate_budgeted(
     batch_size: int = 16,
     logits_processors: list | None = None,
     progress: str | None = None,
+    cached: bool = True,
+    stats: dict | None = None,
 ) -> list[BudgetResult]:
     """Continue each chat-templated ``text`` with at most ``budget`` thinking tokens (+ the grace window).
 
     ``max_tokens`` caps all generated tokens (reasoning + answer). ``logits_processors`` go to every
-    ``generate`` call; ``progress`` (a label) shows a progress bar over batches. Raises ``ValueError``
+    ``generate`` call; ``progress`` (a label) shows a progress bar over batches. ``cached`` (default)
+    continues each answer from its trace's cache in one call (``one_pass``; rows it cannot match
+    token for token are re-run with two calls); ``stats``, if given, counts ``one_pass``/``two_call`` rows. Raises ``ValueError``
     for a negative budget, a budget over ``max_tokens`` or a negative grace window.
     """
     if max_tokens <= 0:
@@ -235,34 +243,61 @@ def generate_budgeted(
             finish = "stop" if ended else "length"
             results[i] = BudgetResult(reasoning, content, text, k, len(ids), False, finish, on[i])
         if think:
-            _budgeted(run, [texts[i] for i in think], think, results, budget, max_tokens, grace_tokens, close)
+            sub = [texts[i] for i in think]
+            _budgeted(run, sub, think, results, budget, max_tokens, grace_tokens, close, cached, stats)
     finally:
         tok.padding_side = old_side
     return results  # type: ignore[return-value]
 
 
+def two_call(run: _Runner, texts, budget: int, cap: int, max_tokens: int, close: str | None) -> list[Row]:
+    """Steps 1-3 as two ``generate`` calls: traces, then the answers from the re-tokenized text."""
+    tok, traces, cont, limits = run.tok, [], [], []
+    for text, (ids, ended) in zip(texts, run.traces(texts, budget, cap)):
+        gen = tok.decode(ids, skip_special_tokens=True)
+        closed = THINK_CLOSE in gen
+        so_far = gen if closed else gen + close_for(text + gen, close)
+        traces.append((ids, ended, so_far))
+        cont.append(text + so_far)
+        limits.append(0 if (ended and closed) else max_tokens - len(ids) - int(ended))
+    return [(*t, ids, ended) for t, (_, ids, ended) in zip(traces, run.finish(cont, limits))]
+
+
 def _budgeted(
-    run: _Runner, texts, idx, results, budget: int, max_tokens: int, grace: int, close: str | None
+    run: _Runner,
+    texts,
+    idx,
+    results,
+    budget: int,
+    max_tokens: int,
+    grace: int,
+    close: str | None,
+    cached: bool,
+    stats: dict | None,
 ) -> None:
     """Steps 1-3 for the rows ``idx`` (whose prompts are ``texts``); fills ``results`` in place."""
     tok = run.tok
     cap = 0 if budget == 0 else min(budget + grace, max_tokens)  # B=0: no trace, close at once
-    cont, limits, meta = [], [], []
-    for text, (ids, ended) in zip(texts, run.traces(texts, budget, cap)):
+    close_ids = tok(THINK_CLOSE, add_special_tokens=False)["input_ids"]
+    rows: list[Row | None] = [None] * len(texts)
+    if cached and len(close_ids) == 1:
+        rows = one_pass(run, texts, budget, cap, max_tokens, close, close_ids[0], newline_mask(tok))
+    redo = [j for j, r in enumerate(rows) if r is None]
+    for j, row in zip(redo, two_call(run, [texts[j] for j in redo], budget, cap, max_tokens, close)):
+        rows[j] = row
+    if stats is not None:
+        stats["one_pass"] = stats.get("one_pass", 0) + len(texts) - len(redo)
+        stats["two_call"] = stats.get("two_call", 0) + len(redo)
+    for i, (ids, ended, so_far, aids, a_ended) in zip(idx, rows):  # type: ignore[misc]
         gen = tok.decode(ids, skip_special_tokens=True)
-        closed = THINK_CLOSE in gen
-        used = len(ids) + int(ended)
-        so_far = gen if closed else gen + close_for(text + gen, close)
-        meta.append((so_far, _n_think(tok, ids, gen), len(ids), used, not closed, ended and closed))
-        cont.append(text + so_far)
-        limits.append(0 if (ended and closed) else max_tokens - used)
-    for i, (so_far, n_think, n_trace, used, forced, done), (ans, ids, ended) in zip(
-        idx, meta, run.finish(cont, limits)
-    ):
+        ans = tok.decode(aids, skip_special_tokens=True)
+        n_think, used = _n_think(tok, ids, gen), len(ids) + int(ended)
         if reasoning_end(ans) is not None:  # closed again in the answer: the reasoning runs to that close
-            n_think = n_trace + _n_think(tok, ids, ans)
+            n_think = len(ids) + _n_think(tok, aids, ans)
+        done = ended and THINK_CLOSE in gen
         reasoning, content = split(so_far + ans)[:2]
-        finish = "stop" if (done or ended) else "length"
+        finish = "stop" if (done or a_ended) else "length"
+        forced = THINK_CLOSE not in gen
         results[i] = BudgetResult(
-            reasoning, content, so_far + ans, n_think, used + len(ids), forced, finish, True
+            reasoning, content, so_far + ans, n_think, used + len(aids), forced, finish, True
         )
