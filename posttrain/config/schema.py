@@ -114,7 +114,7 @@ class SFTStageConfig(TrainStageConfig):
         "auto",
         "bfd: whole samples packed padding-free, each sample's attention and Mamba state kept apart "
         "(posttrain.models.packing on the torch path). wrapped (concatenate and cut) lets samples see each "
-        "other. auto: bfd with mamba-ssm kernels, wrapped otherwise (for now).",
+        "other. auto: bfd (with or without mamba-ssm kernels).",
     )
     assistant_only_loss: bool = _f(True, "Loss on assistant tokens only (template generation tags).")
     loss_head: str = _f(

@@ -36,9 +36,8 @@ log = logging.getLogger(__name__)
 
 
 def packing_strategy(requested: str) -> str:
-    """``auto`` -> ``bfd`` with mamba-ssm kernels, else ``wrapped`` (for now: the smoke pipeline's
-    budget-0 contract failed once the tiny demo trained with ``bfd`` on CPU, not yet investigated);
-    ``bfd`` on CPU is exact through ``posttrain.models.packing``. An explicit ``wrapped`` warns."""
+    """``auto`` -> ``bfd``: whole samples, padding-free, with the mamba-ssm kernels or, without them,
+    exact through ``posttrain.models.packing``. An explicit ``wrapped`` warns."""
     if requested == "wrapped":
         log.warning(
             "stage sft: packing_strategy=wrapped concatenates samples and cuts at max_length, so attention "
@@ -46,7 +45,7 @@ def packing_strategy(requested: str) -> str:
         )
         return requested
     if requested == "auto":
-        return "bfd" if packing.kernels_available() else "wrapped"
+        return "bfd"
     return requested
 
 

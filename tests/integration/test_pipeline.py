@@ -85,7 +85,11 @@ def test_full_chain_runs_and_writes_contract(smoke_run):
     assert ms["eval"]["metrics"]["sft.delta_vs_init.strict_all"] == strict["delta"]
     sweep = json.loads((smoke_run / "05_eval" / "budget" / "budget.json").read_text())  # sweep_budgets
     assert {(r["budget"], r["domain"]) for r in sweep["rows"]} >= {(0, "all"), (4, "all"), (None, "all")}
-    assert all(r["mean_thinking_tokens"] == 0 for r in sweep["rows"] if r["budget"] == 0)
+    # B = 0 closes every trace at once; thinking tokens there can only come from an answer that closes
+    # "</think>" again (counted, and not well-formed), which a barely trained smoke model may do.
+    zero = [r for r in sweep["rows"] if r["budget"] == 0]
+    assert zero and all(r["forced_close"] == 1.0 for r in zero)
+    assert all(r["mean_thinking_tokens"] == 0 or r["well_formed"] < 1 for r in zero)
     assert (smoke_run / "05_eval" / "eval.md").exists() and (smoke_run / "01_sft" / "metrics.jsonl").exists()
     status = subprocess.run(
         [sys.executable, "-m", "posttrain.cli", "status", str(smoke_run), "json=true"],
