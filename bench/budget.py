@@ -19,7 +19,9 @@ grace window is 4 tokens (500 at full scale would exceed every tiny trace, makin
 4 lets a trace finish its current line without erasing the budget).
 
 Throughput. Generated tokens per wall-second (tokens up to each row's EOS, so a batch's padding steps after
-a row finished do not count), plain generation (``budget=None``) vs budgeted (``--tp-budget``), at batch 1
+a row finished do not count), plain generation (``budget=None``) vs budgeted (``--tp-budget``) with two
+calls (the answer prefilled again) and in one pass (the answer continued from the trace's cache; its text
+must equal the two calls' under greedy decoding, and ``identical_to_two_calls`` records it), at batch 1
 and at ``--batch-size``, on the same ``--tp-prompts`` prompts; each configuration gets an untimed warm-up
 call, then ``--reps`` timed repeats (median reported, best kept too). Measured at each ``--threads`` count:
 2 (the machine's cores) and 1, because when other jobs share the 2 cores two torch threads can be several
@@ -74,25 +76,29 @@ def throughput(
     reps: int,
     max_tokens: int,
     grace: int,
+    cached: bool = True,
 ) -> dict:
     import torch
 
     from posttrain.inference.budget import generate_budgeted
 
     torch.set_num_threads(threads)
-    kw = {"grace_tokens": grace, "batch_size": batch_size}
+    kw = {"grace_tokens": grace, "batch_size": batch_size, "cached": cached}
     warm_budget = None if budget is None else min(budget, 2)
     generate_budgeted(model, tok, texts[:batch_size], budget=warm_budget, max_tokens=4, **kw)  # warm-up
-    walls, cpus, load0 = [], [], os.getloadavg()[0]
+    walls, cpus, load0, stats = [], [], os.getloadavg()[0], {}
     for _ in range(reps):
         cpu0, t0 = time.process_time(), time.perf_counter()
-        outs = generate_budgeted(model, tok, texts, budget=budget, max_tokens=max_tokens, **kw)
+        stats = {}
+        outs = generate_budgeted(model, tok, texts, budget=budget, max_tokens=max_tokens, stats=stats, **kw)
         walls.append(time.perf_counter() - t0)
         cpus.append(time.process_time() - cpu0)
     n = sum(o.total_tokens for o in outs)  # greedy: the same tokens every repeat
     return {
         "threads": threads,
-        "generation": "plain" if budget is None else f"budgeted B={budget}",
+        "generation": "plain" if budget is None else f"B={budget} {'one pass' if cached else 'two calls'}",
+        "rows": stats,
+        "texts": [o.text for o in outs],
         "budget": budget,
         "batch_size": batch_size,
         "prompts": len(texts),
@@ -103,6 +109,13 @@ def throughput(
         "tokens_per_s": n / statistics.median(walls),
         "tokens_per_s_best": n / min(walls),
     }
+
+
+def vs_two_calls(t: dict) -> str:
+    if "speedup_vs_two_calls" not in t:
+        return "-"
+    same = "identical text" if t["identical_to_two_calls"] else "**TEXT DIFFERS**"
+    return f"{t['speedup_vs_two_calls']:.2f}x, {same}"
 
 
 def headline(rows: list[dict], budget: int) -> str:
@@ -194,7 +207,7 @@ def run(args: argparse.Namespace) -> int:
     load_start = os.getloadavg()
     for th in (int(x) for x in str(args.threads).split(",")):
         for bs in (1, args.batch_size):
-            for b in (None, args.tp_budget):
+            for b, cached in ((None, True), (args.tp_budget, False), (args.tp_budget, True)):
                 t = throughput(
                     model,
                     tok,
@@ -205,7 +218,11 @@ def run(args: argparse.Namespace) -> int:
                     reps=args.reps,
                     max_tokens=args.max_tokens,
                     grace=args.grace,
+                    cached=cached,
                 )
+                if cached and b is not None:  # greedy: the one pass must give the two calls' text
+                    t["identical_to_two_calls"] = t["texts"] == tp[-1]["texts"]
+                    t["speedup_vs_two_calls"] = t["tokens_per_s"] / tp[-1]["tokens_per_s"]
                 tp.append(t)
                 print(
                     f"threads {th} {t['generation']} batch {bs}: {t['tokens_per_s']:.1f} tok/s",
@@ -289,12 +306,13 @@ def run(args: argparse.Namespace) -> int:
         f"Median of {args.reps} timed runs after a warm-up; CPU/wall below 1 per thread means waiting for a core.",
         "",
         "| torch threads | generation | batch | prompts | generated tokens | median wall s | CPU s / wall s "
-        "| tokens/s (median) | tokens/s (best) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| tokens/s (median) | tokens/s (best) | rows one pass / two calls | vs two calls |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
         *(
             f"| {t['threads']} | {t['generation']} | {t['batch_size']} | {t['prompts']} | {t['new_tokens']} | "
             f"{statistics.median(t['seconds']):.1f} | {sum(t['cpu_seconds']) / sum(t['seconds']):.2f} | "
-            f"{t['tokens_per_s']:.1f} | {t['tokens_per_s_best']:.1f} |"
+            f"{t['tokens_per_s']:.1f} | {t['tokens_per_s_best']:.1f} | "
+            f"{t['rows'].get('one_pass', '-')} / {t['rows'].get('two_call', '-')} | {vs_two_calls(t)} |"
             for t in tp
         ),
         "",
