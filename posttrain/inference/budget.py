@@ -137,8 +137,15 @@ class _Runner:
 
     @torch.no_grad()
     def generate(
-        self, texts: list[str], max_new: int, stop: StoppingCriteria | None = None
+        self,
+        texts: list[str],
+        max_new: int,
+        stop: StoppingCriteria | None = None,
+        *,
+        extra: list | None = None,
+        stop_at_eos: bool = True,
     ) -> list[list[int]]:
+        """Generated ids per text; ``extra`` logits processors run after the configured ones."""
         tok, sample = self.tok, self.temperature > 0
         enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.model.device)
         out = self.model.generate(
@@ -148,9 +155,11 @@ class _Runner:
             temperature=self.temperature if sample else None,
             top_p=self.top_p if sample else None,
             pad_token_id=tok.pad_token_id,
-            eos_token_id=tok.eos_token_id,
+            eos_token_id=tok.eos_token_id if stop_at_eos else None,
             stopping_criteria=StoppingCriteriaList([stop]) if stop is not None else None,
-            logits_processor=LogitsProcessorList(self.procs) if self.procs else None,
+            logits_processor=LogitsProcessorList(procs)
+            if (procs := [*(self.procs or []), *(extra or [])])
+            else None,
         )
         return [row.tolist() for row in out[:, enc["input_ids"].shape[1] :]]
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
+from transformers import LogitsProcessor, StoppingCriteria
 
 from posttrain.reasoning import THINK_CLOSE, close_for
 
@@ -124,23 +124,11 @@ def one_pass(
     for s in run.batches(len(texts), "reasoning + answer"):
         chunk = texts[s : s + run.batch_size]
         st = _Stream(tok, chunk, budget, cap, max_tokens, close, close_id, nl_mask, run.eos)
-        enc = tok(chunk, return_tensors="pt", padding=True, add_special_tokens=False).to(run.model.device)
-        sample = run.temperature > 0
-        gen = run.model.generate(
-            **enc,
-            max_new_tokens=longest,
-            do_sample=sample,
-            temperature=run.temperature if sample else None,
-            top_p=run.top_p if sample else None,
-            pad_token_id=tok.pad_token_id,
-            eos_token_id=None,  # EOS is the stream's business: one inside an open trace is not the end
-            stopping_criteria=StoppingCriteriaList([_Watch(st)]),
-            logits_processor=LogitsProcessorList([*(run.procs or []), _Force(st)]),
-        )
-        width = enc["input_ids"].shape[1]
+        # EOS is the stream's business: one inside an open trace is not the end
+        gen = run.generate(chunk, longest, _Watch(st), extra=[_Force(st)], stop_at_eos=False)
         for r, text in enumerate(chunk):
-            prompt = enc["input_ids"][r][enc["attention_mask"][r].bool()].tolist()
-            ids = gen[r, width : width + st.length[r]].tolist()
+            prompt = tok(text, add_special_tokens=False)["input_ids"]
+            ids = gen[r][: st.length[r]]
             out.append(_row(tok, text, prompt, ids, st, r))
     return out
 
