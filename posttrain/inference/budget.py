@@ -36,7 +36,7 @@ from weakref import WeakKeyDictionary
 import torch
 from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 
-from posttrain.inference.generate import batch_starts
+from posttrain.inference.generate import batch_starts, timed_generate
 from posttrain.inference.one_pass import Row, one_pass
 from posttrain.reasoning import MODEL_CARD_CLOSE, THINK_CLOSE, close_for, opens_trace, reasoning_end, split
 
@@ -148,7 +148,9 @@ class _Runner:
         """Generated ids per text; ``extra`` logits processors run after the configured ones."""
         tok, sample = self.tok, self.temperature > 0
         enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.model.device)
-        out = self.model.generate(
+        out = timed_generate(
+            self.model,
+            (self.eos if stop_at_eos else set()) | {tok.pad_token_id},
             **enc,
             max_new_tokens=max_new,
             do_sample=sample,

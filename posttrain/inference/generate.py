@@ -6,11 +6,81 @@ Thinking-budget control in process is ``posttrain.inference.budget.generate_budg
 from __future__ import annotations
 
 import json
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from posttrain.reasoning import flag, strip_flags
+
+
+@dataclass(eq=False)  # removed from _METERS by identity
+class GenStats:
+    """Decode throughput of the ``generate`` calls made inside ``metered()``: ``tokens`` counts the
+    generated tokens of every row up to and including its first stop token (EOS, or the padding
+    ``generate`` writes after a row has finished), ``seconds`` the wall time of the calls, prefill
+    included."""
+
+    calls: int = 0
+    rows: int = 0
+    tokens: int = 0
+    seconds: float = 0.0
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / self.seconds if self.seconds > 0 else 0.0
+
+    def as_metrics(self, prefix: str) -> dict[str, float]:
+        return {
+            f"{prefix}_tokens": self.tokens,
+            f"{prefix}_seconds": round(self.seconds, 3),
+            f"{prefix}_tokens_per_s": round(self.tokens_per_s, 2),
+        }
+
+
+_METERS: list[GenStats] = []
+
+
+@contextmanager
+def metered():
+    """Collect ``GenStats`` over every posttrain ``generate`` call in the block (nesting allowed)."""
+    stats = GenStats()
+    _METERS.append(stats)
+    try:
+        yield stats
+    finally:
+        _METERS.remove(stats)
+
+
+def generated_tokens(new: torch.Tensor, stop_ids: set[int]) -> int:
+    """Tokens per row of ``new`` (generated ids) up to and including the first of ``stop_ids``."""
+    stop = sorted(i for i in stop_ids if i is not None)
+    if not stop or not new.numel():
+        return new.numel()
+    done = torch.isin(new, torch.tensor(stop, dtype=new.dtype, device=new.device))
+    first = done.int().argmax(dim=1) + 1
+    return int(torch.where(done.any(dim=1), first, torch.full_like(first, new.shape[1])).sum())
+
+
+def timed_generate(model, stop_ids: set[int], **kwargs) -> torch.Tensor:
+    """``model.generate(**kwargs)``, recorded into the active ``metered()`` blocks; ``stop_ids`` are
+    the tokens that end a row (EOS and the pad id ``generate`` fills finished rows with)."""
+    t0 = time.perf_counter()
+    out = model.generate(**kwargs)
+    if _METERS:
+        dt = time.perf_counter() - t0
+        new = out[:, kwargs["input_ids"].shape[1] :]
+        n = generated_tokens(new, stop_ids)
+        for m in _METERS:
+            m.calls, m.rows, m.tokens, m.seconds = (
+                m.calls + 1,
+                m.rows + len(new),
+                m.tokens + n,
+                m.seconds + dt,
+            )
+    return out
 
 
 def n_tokens(tok, text: str) -> int:
@@ -84,7 +154,9 @@ def generate_texts(
             chunk = texts[start : start + batch_size]
             enc = tok(chunk, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
             sample = temperature > 0
-            out = model.generate(
+            out = timed_generate(
+                model,
+                {tok.eos_token_id, tok.pad_token_id},
                 **enc,
                 max_new_tokens=max_new_tokens,
                 do_sample=sample,

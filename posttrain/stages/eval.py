@@ -30,7 +30,7 @@ from posttrain.evals.report import deltas, step_deltas, target_metrics, to_markd
 from posttrain.evals.rows import load_rows
 from posttrain.evals.sweep import budget_sweep, check_budgets, parse_budgets, write_report
 from posttrain.inference.budget import generate_budgeted
-from posttrain.inference.generate import render_prompts, with_reasoning_mode
+from posttrain.inference.generate import metered, render_prompts, with_reasoning_mode
 from posttrain.models import load_model, load_tokenizer
 from posttrain.reasoning import THINK_CLOSE
 from posttrain.rewards import score
@@ -187,19 +187,20 @@ def run(cfg, inputs: StageInputs) -> StageOutputs:
     for name, ckpt in targets.items():
         model = load_model(ckpt, dtype=inputs.dtype, trust_remote_code=inputs.trust_remote_code)
         tok = load_tokenizer(ckpt, trust_remote_code=inputs.trust_remote_code)
-        items[name], samples = evaluate(
-            model,
-            tok,
-            rows,
-            ids,
-            target=name,
-            modes=modes,
-            max_new_tokens=cfg.max_new_tokens,
-            budget=cfg.budget_tokens,
-            batch_size=cfg.batch_size,
-            interleave=cfg.interleave_modes,
-        )
-        results[name] = target_metrics(items[name], modes)
+        with metered() as gen:
+            items[name], samples = evaluate(
+                model,
+                tok,
+                rows,
+                ids,
+                target=name,
+                modes=modes,
+                max_new_tokens=cfg.max_new_tokens,
+                budget=cfg.budget_tokens,
+                batch_size=cfg.batch_size,
+                interleave=cfg.interleave_modes,
+            )
+        results[name] = target_metrics(items[name], modes) | gen.as_metrics("generate")
         if name == "model":
             _jsonl(d / "samples.jsonl", samples)
             if budgets:

@@ -10,6 +10,8 @@ and NeMo-RL's defaults allow). A randomly initialised model has zero reward vari
 
 from __future__ import annotations
 
+import time
+
 from trl import GRPOConfig, GRPOTrainer
 
 from posttrain import PosttrainError
@@ -33,6 +35,49 @@ from posttrain.stages.base import (
 )
 
 KEEP = ("prompt", "category", "reasoning", "metadata")
+
+
+class TimedGRPOTrainer(GRPOTrainer):
+    """``GRPOTrainer`` that splits the wall time of training into rollout generation (TRL's
+    ``_generate``), scoring (the rest of ``_generate_and_score_completions``: rewards, old and
+    reference log-probs) and the update (the rest of ``training_step``: forward, backward, step)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.timing = {"generate_s": 0.0, "rollout_s": 0.0, "train_s": 0.0, "rollout_tokens": 0}
+
+    def _generate(self, prompts):
+        t0 = time.perf_counter()
+        out = super()._generate(prompts)
+        self.timing["generate_s"] += time.perf_counter() - t0
+        self.timing["rollout_tokens"] += sum(len(ids) for ids in out[1])  # the completion ids
+        return out
+
+    def _generate_and_score_completions(self, inputs):
+        t0 = time.perf_counter()
+        out = super()._generate_and_score_completions(inputs)
+        self.timing["rollout_s"] += time.perf_counter() - t0
+        return out
+
+    def training_step(self, *args, **kwargs):
+        t0 = time.perf_counter()
+        out = super().training_step(*args, **kwargs)
+        self.timing["train_s"] += time.perf_counter() - t0
+        return out
+
+    def time_split(self) -> dict[str, float]:
+        """Rollout tokens/s and the shares of training time spent generating, scoring and updating."""
+        t = self.timing
+        total = t["train_s"] or float("nan")
+        return {
+            "rollout_tokens": t["rollout_tokens"],
+            "rollout_tokens_per_s": round(t["rollout_tokens"] / t["generate_s"], 2)
+            if t["generate_s"]
+            else 0.0,
+            "share_generate": round(t["generate_s"] / total, 4),
+            "share_score": round((t["rollout_s"] - t["generate_s"]) / total, 4),
+            "share_update": round(1 - t["rollout_s"] / total, 4),
+        }
 
 
 def reward_functions(cfg, tok) -> list:
@@ -72,9 +117,10 @@ def mix_modes(ds, fraction: float):
 
 
 def reward_trend(log_history: list[dict], frac: float = 1 / 3) -> dict[str, float]:
-    """Mean logged reward (total and per reward function) over the first and last ``frac`` of steps."""
+    """Mean logged reward (total and per reward function), and share of groups whose rewards are all
+    equal (no advantage, no gradient), over the first and last ``frac`` of steps."""
     out: dict[str, float] = {}
-    keys = ["reward"] + sorted(
+    keys = ["reward", "frac_reward_zero_std"] + sorted(
         {k for h in log_history for k in h if k.startswith("rewards/") and k.endswith("/mean")}
     )
     for key in keys:
@@ -82,7 +128,7 @@ def reward_trend(log_history: list[dict], frac: float = 1 / 3) -> dict[str, floa
         if not vals:
             continue
         k = max(1, int(len(vals) * frac))
-        name = "reward" if key == "reward" else key.split("/")[1]
+        name = key.split("/")[1] if "/" in key else key
         out[f"{name}_first"] = sum(vals[:k]) / k
         out[f"{name}_last"] = sum(vals[-k:]) / k
     return out
@@ -107,7 +153,7 @@ def run(cfg, inputs: StageInputs) -> StageOutputs:
         reward_weights=list(cfg.reward_weights) or None,
         log_completions=False,
     )
-    trainer = GRPOTrainer(
+    trainer = TimedGRPOTrainer(
         model=model,
         reward_funcs=reward_functions(cfg, tok),
         args=make_config(GRPOConfig, args, inputs.name),
@@ -118,4 +164,5 @@ def run(cfg, inputs: StageInputs) -> StageOutputs:
     )
     metrics = train_and_save(trainer, tok, inputs)
     metrics.update(reward_trend(trainer.state.log_history))
+    metrics.update(trainer.time_split())
     return StageOutputs(checkpoint=str(inputs.checkpoint_dir), metrics=metrics)

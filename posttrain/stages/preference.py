@@ -39,7 +39,7 @@ from collections.abc import Callable, Sequence
 from datasets import Dataset
 
 from posttrain import PosttrainError
-from posttrain.inference.generate import generate_texts, render_prompts
+from posttrain.inference.generate import generate_texts, metered, render_prompts
 from posttrain.rewards import score
 from posttrain.stages.base import StageInputs, StageOutputs, link_checkpoint, load_policy, load_view
 
@@ -221,19 +221,21 @@ def run(cfg, inputs: StageInputs) -> StageOutputs:
         return score(row["category"], row["metadata"], text, row["reasoning"])
 
     refs = reference_completions(tok, inputs, {r["uuid"] for r in rows}) if cfg.reference_chosen else None
-    pairs, counts, records = mine_on_policy(
-        rows,
-        sample_fn,
-        score_fn,
-        k=cfg.num_samples,
-        cap=cfg.max_samples,
-        threshold=cfg.pass_threshold,
-        per_prompt=cfg.max_pairs_per_prompt,
-        seed=inputs.seed,
-        references=refs,
-        min_gap=cfg.min_score_gap,
-        texts=texts,
-    )
+    with metered() as gen:
+        pairs, counts, records = mine_on_policy(
+            rows,
+            sample_fn,
+            score_fn,
+            k=cfg.num_samples,
+            cap=cfg.max_samples,
+            threshold=cfg.pass_threshold,
+            per_prompt=cfg.max_pairs_per_prompt,
+            seed=inputs.seed,
+            references=refs,
+            min_gap=cfg.min_score_gap,
+            texts=texts,
+        )
+    counts |= gen.as_metrics("generate")
     with open(inputs.stage_dir / "samples.jsonl", "w") as f:
         for rec in records:
             f.write(json.dumps(rec) + "\n")

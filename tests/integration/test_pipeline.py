@@ -66,6 +66,17 @@ def test_full_chain_runs_and_writes_contract(smoke_run):
         ms["preference"]["metrics"]["pairs"] > 0
         and ms["dpo"]["metrics"]["pairs"] == ms["preference"]["metrics"]["pairs"]
     )
+    g = ms["grpo"]["metrics"]  # rollout throughput and the generate / score / update split of training
+    assert g["rollout_tokens"] > 0 and g["rollout_tokens_per_s"] > 0
+    assert 0 < g["share_generate"] < 1 and 0 < g["share_update"] < 1 and g["share_score"] >= 0
+    assert abs(g["share_generate"] + g["share_score"] + g["share_update"] - 1) < 1e-3
+    assert 0 <= g["frac_reward_zero_std_first"] <= 1  # groups with no reward variance
+    for stage, key in (
+        ("preference", "generate_tokens"),
+        ("eval", "generate_tokens"),
+        ("eval", "init.generate_tokens"),
+    ):
+        assert ms[stage]["metrics"][key] > 0, (stage, key)
     assert "format_on" in ms["eval"]["metrics"] and "init.format_on" in ms["eval"]["metrics"]
     assert "sft.format_on" in ms["eval"]["metrics"]  # a stage name as a baseline
     report = json.loads((smoke_run / "05_eval" / "eval.json").read_text())
