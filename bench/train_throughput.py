@@ -6,7 +6,7 @@ The nano2_tiny demo's init checkpoint and ``sft`` train view (built once in ``--
 ``posttrain run pipeline=nano2_tiny pipeline.stages=[sft] stage.sft.max_steps=1``), then three arms,
 each in its own process, same model, data, batch (8), learning rate and steps:
 
-* ``posttrain``: ``packing_strategy=bfd`` (``auto`` still picks ``wrapped`` on CPU): padding-free packing into rows
+* ``posttrain``: ``packing_strategy=bfd`` (what ``auto`` picks): padding-free packing into rows
   of 256 tokens with the sample boundaries kept (``posttrain.models.packing``: the Mamba conv and
   scan reset at each sample, SDPA run per sample), and the LM head applied only where there is a
   label (``loss_head=labelled``).
