@@ -170,6 +170,14 @@ def cmd_data(argv: list[str]) -> int:
         if cfg is not None:
             print(render_inspect(cfg.dir))
         return 0
+    if any(a in ("-h", "--help") for a in argv[1:]):
+        from data_recipes.config import RecipeConfig
+        from posttrain.config.commands import usage
+
+        recipes = sorted(p.stem for p in (Path(CONFIG_DIR) / "data").glob("*.yaml"))
+        print(usage(RecipeConfig, "posttrain data build recipe=<name> out=<dir> [field=value ...]"))
+        print(f"\nrecipes: {', '.join(recipes)}")
+        return 0
     from omegaconf import OmegaConf
 
     from data_recipes.build import build_recipe

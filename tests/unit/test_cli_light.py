@@ -26,3 +26,18 @@ def test_light_commands_do_not_import_torch(tmp_path, argv):
     assert out.returncode == 0, out.stderr[-2000:]
     got = json.loads(out.stdout.strip().splitlines()[-1])
     assert got == {"rc": 0, "heavy": []}
+
+
+def test_data_build_help_lists_fields_and_recipes():
+    """`data build --help` used to fail with "expected key=value"; now it prints the recipe schema without torch."""
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, "data", "build", "--help"], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = out.stdout.strip().splitlines()
+    got = json.loads(lines[-1])
+    assert got == {"rc": 0, "heavy": []}
+    text = "\n".join(lines[:-1])
+    recipes = [r.strip() for r in text.split("recipes:")[1].splitlines()[0].split(",")]
+    assert {"nano2", "nano2_tiny"} <= set(recipes)
+    assert "seed=0" in text and "Seed for generation" in text
