@@ -27,11 +27,12 @@ from data_recipes.errors import DataError
 from data_recipes.fingerprint import code_version, recipe_fingerprint, template_hash, tokenizer_hash
 from data_recipes.mixture import SPLITS, allocate, assign_splits, shuffle, take
 from data_recipes.sources import load_source
+from data_recipes.stream import build_streaming
 from data_recipes.transforms.decontam import build_index, decontaminate
 from data_recipes.transforms.dedup import dedup
 from data_recipes.transforms.reasoning import apply_flag, pair_off
 from data_recipes.transforms.truncation import truncate_share
-from data_recipes.writer import percentiles, write_output
+from data_recipes.writer import percentiles, write_manifest, write_output
 
 MANIFEST = "manifest.json"
 
@@ -204,6 +205,39 @@ def build_recipe(cfg, out: str | Path, *, force: bool = False, tokenizer=None) -
             _publish(tmp, out)
             return cached
     t0 = time.time()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        manifest = {"name": cfg.name, "fingerprint": fp}
+        if cfg.streaming:
+            manifest.update(build_streaming(cfg, tmp, tok))
+        else:
+            splits, rejects, fields = _in_memory(cfg, tok)
+            manifest.update(fields)
+        manifest.update(
+            recipe=dataclasses.asdict(cfg),
+            versions={
+                "code": code_version(),
+                "tokenizer": tokenizer_hash(tok),
+                "template": template_hash(tok),
+            },
+            build_seconds=round(time.time() - t0, 3),
+            created_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        )
+        if cfg.streaming:
+            write_manifest(tmp, manifest)
+        else:
+            write_output(tmp, splits, rejects, manifest, cfg.seed, getattr(tok, "chat_template", None) or "")
+        _publish(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _to_cache(out, fp)
+    return manifest
+
+
+def _in_memory(cfg: RecipeConfig, tok) -> tuple[dict, list, dict]:
+    """The whole build in memory: the splits' rows, the rejects and the manifest fields."""
     samples, rejects, mixture = collect(cfg)
     samples = [apply_flag(s) for s in samples]
     dropped: dict = {"dedup": {"exact": 0, "normalized": 0}, "decontam": {}}
@@ -222,8 +256,6 @@ def build_recipe(cfg, out: str | Path, *, force: bool = False, tokenizer=None) -
     check_splits(cfg, splits, prompts)
     budgets = [s["metadata"]["thinking_budget"] for s in samples if "thinking_budget" in s["metadata"]]
     manifest = {
-        "name": cfg.name,
-        "fingerprint": fp,
         "counts": _counts(samples),
         "rejected": {
             "count": len(rejects),
@@ -240,22 +272,5 @@ def build_recipe(cfg, out: str | Path, *, force: bool = False, tokenizer=None) -
         },
         "prompts_by_split": prompts,
         "token_lengths": {"sample": percentiles(lens), "reasoning": percentiles(rlens)},
-        "recipe": dataclasses.asdict(cfg),
-        "versions": {
-            "code": code_version(),
-            "tokenizer": tokenizer_hash(tok),
-            "template": template_hash(tok),
-        },
-        "build_seconds": round(time.time() - t0, 3),
-        "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
-        write_output(tmp, splits, rejects, manifest, cfg.seed, getattr(tok, "chat_template", None) or "")
-        _publish(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    _to_cache(out, fp)
-    return manifest
+    return splits, rejects, manifest

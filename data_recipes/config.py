@@ -86,6 +86,10 @@ class RecipeConfig:
     ngram: int = _f(13, "n for n-gram decontamination.")
     on_error: str = _f("raise", "raise: stop at the first bad record; skip: write it to rejects.jsonl.")
     num_proc: int = _f(1, "Processes for generation and tokenisation (does not change the output).")
+    streaming: bool = _f(
+        False,
+        "Stream rows in chunks (memory: dedup keys only; hash-based splits and picks; sources need take=all).",
+    )
     tokenizer: str | None = _f(
         None,
         "Tokenizer directory or hub id; None: the caller passes one (the pipeline: its model's tokenizer).",

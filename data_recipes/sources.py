@@ -52,21 +52,28 @@ def _decode(text: str, where: str) -> Any:
     return rec
 
 
-def _jsonl(path: Path) -> Iterator[tuple[str, Any, str]]:
+def decode_line(where: str, raw: bytes) -> tuple[str, Any, str] | None:
+    """``(where, record | DataError, text)`` for one raw JSONL line; ``None`` for a blank line."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        err = DataError(where, "<line>", f"invalid UTF-8 at byte {e.start}")
+        return where, err, raw.decode("utf-8", "replace")
+    return (where, _decode(text, where), text) if text.strip() else None
+
+
+def jsonl_lines(path: Path) -> Iterator[tuple[str, bytes]]:
+    """``(file:line, raw bytes)`` of every line of a JSONL file, undecoded."""
     with path.open("rb") as fh:
         for lineno, raw in enumerate(fh, 1):
-            where = f"{path}:{lineno}"
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                yield (
-                    where,
-                    DataError(where, "<line>", f"invalid UTF-8 at byte {e.start}"),
-                    raw.decode("utf-8", "replace"),
-                )
-                continue
-            if text.strip():
-                yield where, _decode(text, where), text
+            yield f"{path}:{lineno}", raw
+
+
+def _jsonl(path: Path) -> Iterator[tuple[str, Any, str]]:
+    for where, raw in jsonl_lines(path):
+        item = decode_line(where, raw)
+        if item is not None:
+            yield item
 
 
 def _parquet(path: Path) -> Iterator[tuple[str, Any, str]]:

@@ -81,6 +81,10 @@ def write_output(
             # an empty split would be saved with no shard, which load_from_disk cannot read: give it one
             dd.save_to_disk(str(out / view), num_shards={sp: 1 for sp in SPLITS if not per_split[sp][view]})
             manifest["views"][view] = {sp: len(dd[sp]) for sp in SPLITS}
+    write_manifest(out, manifest)
+
+
+def write_manifest(out: Path, manifest: dict) -> None:
     (out / "manifest.json").write_text(
         json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
     )

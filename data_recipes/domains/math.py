@@ -22,8 +22,6 @@ from fractions import Fraction
 from functools import lru_cache
 from typing import Any
 
-import reasoning_gym
-
 from data_recipes.domains.common import make_sample, msg, rng_for
 
 _OPS = {
@@ -81,6 +79,8 @@ def expression_steps(expression: str) -> list[str]:
 
 @lru_cache(maxsize=32)
 def _dataset(task: str, seed: int, options: tuple) -> Any:
+    import reasoning_gym  # lazily: importing it takes seconds, and corrupt() (preference views) needs none of it
+
     task_seed = int.from_bytes(hashlib.sha256(f"{seed}:{task}".encode()).digest()[:4], "little")
     return reasoning_gym.create_dataset(task, size=1 << 30, seed=task_seed, **dict(options))
 

@@ -13,6 +13,7 @@ CHANGES = {
     "name": "other",
     "seed": 1,
     "total": 7,
+    "streaming": True,
     "domains": {"math": 1.0},
     "off_fraction": 0.2,
     "truncate_fraction": 0.3,
