@@ -11,7 +11,8 @@ answer to name the topic, so fluent text about something else does not pass.
 Index layout (so the small builds stay byte-identical to generator version 1): samples ``i < 400``
 (the chat share of a 2000-sample build) draw from the version-1 tables (16 topics, 4 asks, 3 starts
 and ends, 8 excluded words) exactly as before; samples ``i >= 400`` draw from the widened tables
-(those plus ``chat_topics``: 64 topics, 12 asks, 8 starts and ends, 16 excluded words), with the
+(those plus ``chat_topics``: 64 topics, 16 asks, 8 starts and ends, 16 excluded words, 3
+phrasings per instruction), with the
 topic from a seeded permutation of all 64.
 """
 
@@ -20,7 +21,14 @@ from __future__ import annotations
 import re
 from types import SimpleNamespace
 
-from data_recipes.domains.chat_topics import WIDE_ASK, WIDE_ENDS, WIDE_OTHER, WIDE_STARTS, WIDE_TOPICS
+from data_recipes.domains.chat_topics import (
+    WIDE_ASK,
+    WIDE_ENDS,
+    WIDE_OTHER,
+    WIDE_SAYS,
+    WIDE_STARTS,
+    WIDE_TOPICS,
+)
 from data_recipes.domains.common import make_sample, msg, pick, rng_for
 
 _TOPICS = {
@@ -98,6 +106,18 @@ _ASK = [
     "Say something about {}.",
 ]
 _OTHER = ["banana", "purple", "volcano", "piano", "desert", "rocket", "candle", "zebra"]
+_SAYS = {
+    "max_words": ["Answer in at most {} words."],
+    "min_words": ["Write at least {} words."],
+    "lowercase": ["Use only lowercase letters."],
+    "uppercase": ["Write everything in capital letters."],
+    "include_keywords": ["Include the word '{[0]}'."],
+    "exclude_keywords": ["Do not use the word '{[0]}'."],
+    "end_with": ["End with this exact phrase: {}"],
+    "start_with": ["Start with this exact phrase: {}"],
+    "num_bullets": ["Use exactly {} bullet points starting with '- '."],
+    "no_commas": ["Do not use any commas."],
+}
 _LEGACY = 400
 _V1 = SimpleNamespace(
     key="chat-topic",
@@ -107,6 +127,7 @@ _V1 = SimpleNamespace(
     starts=_STARTS,
     ends=_ENDS,
     other=_OTHER,
+    says=_SAYS,
 )
 _ALL_TOPICS = {**_TOPICS, **WIDE_TOPICS}
 _WIDE = SimpleNamespace(
@@ -117,6 +138,7 @@ _WIDE = SimpleNamespace(
     starts=_STARTS + WIDE_STARTS,
     ends=_ENDS + WIDE_ENDS,
     other=_OTHER + WIDE_OTHER,
+    says={k: v + WIDE_SAYS[k] for k, v in _SAYS.items()},
 )
 _KINDS = [
     "max_words",
@@ -181,20 +203,9 @@ def _respond(
         "start_with": case(start),
         "num_bullets": bullets,
     }
-    says = {
-        "max_words": "Answer in at most {} words.",
-        "min_words": "Write at least {} words.",
-        "lowercase": "Use only lowercase letters.",
-        "uppercase": "Write everything in capital letters.",
-        "include_keywords": "Include the word '{[0]}'.",
-        "exclude_keywords": "Do not use the word '{[0]}'.",
-        "end_with": "End with this exact phrase: {}",
-        "start_with": "Start with this exact phrase: {}",
-        "num_bullets": "Use exactly {} bullet points starting with '- '.",
-        "no_commas": "Do not use any commas.",
-    }
     constraints = [{"kind": k, "value": values[k]} if k in values else {"kind": k} for k in kinds]
-    rules = [says[k].format(values.get(k)) for k in kinds]
+    says = [t.says[k][0] if len(t.says[k]) == 1 else rng.choice(t.says[k]) for k in kinds]
+    rules = [say.format(values.get(k)) for k, say in zip(kinds, says)]
     return text, constraints, rules
 
 

@@ -246,7 +246,26 @@ WIDE_ASK = [
     "I would like a short note about {}.",
     "Write a brief description of {}.",
     "Talk to me about {}.",
+    "Please write about {}.",
+    "Could you describe {} for me?",
+    "Give me a quick overview of {}.",
+    "Write something short on the subject of {}.",
 ]
+WIDE_SAYS = {  # more phrasings of each instruction (the version-1 phrasing comes first in chat._SAYS)
+    "max_words": ["Keep it to {} words or fewer.", "Use no more than {} words."],
+    "min_words": ["Use {} words or more.", "The answer must have at least {} words."],
+    "lowercase": ["Write in all lowercase.", "Do not use any capital letters."],
+    "uppercase": ["Use only capital letters.", "Answer in all caps."],
+    "include_keywords": ["Make sure to use the word '{[0]}'.", "Mention the word '{[0]}'."],
+    "exclude_keywords": ["Avoid the word '{[0]}'.", "Never say the word '{[0]}'."],
+    "end_with": ["Finish with exactly this phrase: {}", "The last words must be: {}"],
+    "start_with": ["Begin with exactly this phrase: {}", "The first words must be: {}"],
+    "num_bullets": [
+        "Give exactly {} bullet points that start with '- '.",
+        "Format it as {} bullets, each starting with '- '.",
+    ],
+    "no_commas": ["Avoid commas entirely.", "Write it without commas."],
+}
 WIDE_STARTS = ["Certainly.", "Happy to help.", "Here you go:", "Gladly.", "All right."]
 WIDE_ENDS = [
     "Have a nice day.",
