@@ -64,6 +64,13 @@ _TINY_MATH = {
     "chain_sum": {"weight": 0.5, "min_terms": 2, "max_terms": 4, "min_digits": 1, "max_digits": 2},
 }
 
+# Math at scale (benchmarks, not the reported recipes): 2-4 digit numbers and 2-5 terms keep 99.3 % of
+# 40k samples distinct after dedup (_TINY_MATH keeps 59 %); no gsm_symbolic (slow in reasoning-gym).
+SCALE_MATH = {
+    "basic_arithmetic": {**_TINY_MATH["basic_arithmetic"], "max_terms": 5, "min_digits": 2, "max_digits": 4},
+    "chain_sum": {"weight": 0.5, "min_terms": 2, "max_terms": 5, "min_digits": 2, "max_digits": 4},
+}
+
 
 @dataclass
 class RecipeConfig:

@@ -7,12 +7,28 @@ response is assembled from comma-free topic sentences; word limits are set from 
 response's word count (whitespace and ``\\w+`` counts both respected), so the reference always
 passes. Metadata: ``{"constraints": [{"kind", "value"?}], "topic"}``; the verifier also requires the
 answer to name the topic, so fluent text about something else does not pass.
+
+Index layout (so the small builds stay byte-identical to generator version 1): samples ``i < 400``
+(the chat share of a 2000-sample build) draw from the version-1 tables (16 topics, 4 asks, 3 starts
+and ends, 8 excluded words) exactly as before; samples ``i >= 400`` draw from the widened tables
+(those plus ``chat_topics``: 64 topics, 16 asks, 8 starts and ends, 16 excluded words, 3
+phrasings per instruction), with the
+topic from a seeded permutation of all 64.
 """
 
 from __future__ import annotations
 
 import re
+from types import SimpleNamespace
 
+from data_recipes.domains.chat_topics import (
+    WIDE_ASK,
+    WIDE_ENDS,
+    WIDE_OTHER,
+    WIDE_SAYS,
+    WIDE_STARTS,
+    WIDE_TOPICS,
+)
 from data_recipes.domains.common import make_sample, msg, pick, rng_for
 
 _TOPICS = {
@@ -90,6 +106,40 @@ _ASK = [
     "Say something about {}.",
 ]
 _OTHER = ["banana", "purple", "volcano", "piano", "desert", "rocket", "candle", "zebra"]
+_SAYS = {
+    "max_words": ["Answer in at most {} words."],
+    "min_words": ["Write at least {} words."],
+    "lowercase": ["Use only lowercase letters."],
+    "uppercase": ["Write everything in capital letters."],
+    "include_keywords": ["Include the word '{[0]}'."],
+    "exclude_keywords": ["Do not use the word '{[0]}'."],
+    "end_with": ["End with this exact phrase: {}"],
+    "start_with": ["Start with this exact phrase: {}"],
+    "num_bullets": ["Use exactly {} bullet points starting with '- '."],
+    "no_commas": ["Do not use any commas."],
+}
+_LEGACY = 400
+_V1 = SimpleNamespace(
+    key="chat-topic",
+    topics=_TOPICS,
+    order=sorted(_TOPICS),
+    ask=_ASK,
+    starts=_STARTS,
+    ends=_ENDS,
+    other=_OTHER,
+    says=_SAYS,
+)
+_ALL_TOPICS = {**_TOPICS, **WIDE_TOPICS}
+_WIDE = SimpleNamespace(
+    key="chat-topic-wide",
+    topics=_ALL_TOPICS,
+    order=sorted(_ALL_TOPICS),
+    ask=_ASK + WIDE_ASK,
+    starts=_STARTS + WIDE_STARTS,
+    ends=_ENDS + WIDE_ENDS,
+    other=_OTHER + WIDE_OTHER,
+    says={k: v + WIDE_SAYS[k] for k, v in _SAYS.items()},
+)
 _KINDS = [
     "max_words",
     "min_words",
@@ -125,8 +175,10 @@ def _kinds(rng, k: int) -> list[str]:
     return chosen
 
 
-def _respond(topic: str, kinds: list[str], rng) -> tuple[str, list[dict], list[str]]:
-    sents = _TOPICS[topic][: rng.randint(2, 3)]
+def _respond(
+    topic: str, kinds: list[str], rng, t: SimpleNamespace = _V1
+) -> tuple[str, list[dict], list[str]]:
+    sents = t.topics[topic][: rng.randint(2, 3)]
     case = (
         (lambda t: t.lower())
         if "lowercase" in kinds
@@ -134,13 +186,13 @@ def _respond(topic: str, kinds: list[str], rng) -> tuple[str, list[dict], list[s
         if "uppercase" in kinds
         else str
     )
-    start, end = rng.choice(_STARTS), rng.choice(_ENDS)
+    start, end = rng.choice(t.starts), rng.choice(t.ends)
     bullets = rng.randint(2, len(sents)) if "num_bullets" in kinds else 0
     body = "\n".join(f"- {s}" for s in sents[:bullets]) if bullets else " ".join(sents)
     parts = [start if "start_with" in kinds else "", body, end if "end_with" in kinds else ""]
     text = case(("\n" if bullets else " ").join(p for p in parts if p))
     keyword = case(rng.choice([w for w in re.findall(r"[A-Za-z]{4,}", sents[0])]))
-    other = case(rng.choice([w for w in _OTHER if w not in text.lower()]))
+    other = case(rng.choice([w for w in t.other if w not in text.lower()]))
     ws, wr = word_counts(text)
     values = {
         "max_words": max(ws, wr) + rng.randint(0, 5),
@@ -151,33 +203,22 @@ def _respond(topic: str, kinds: list[str], rng) -> tuple[str, list[dict], list[s
         "start_with": case(start),
         "num_bullets": bullets,
     }
-    says = {
-        "max_words": "Answer in at most {} words.",
-        "min_words": "Write at least {} words.",
-        "lowercase": "Use only lowercase letters.",
-        "uppercase": "Write everything in capital letters.",
-        "include_keywords": "Include the word '{[0]}'.",
-        "exclude_keywords": "Do not use the word '{[0]}'.",
-        "end_with": "End with this exact phrase: {}",
-        "start_with": "Start with this exact phrase: {}",
-        "num_bullets": "Use exactly {} bullet points starting with '- '.",
-        "no_commas": "Do not use any commas.",
-    }
     constraints = [{"kind": k, "value": values[k]} if k in values else {"kind": k} for k in kinds]
-    rules = [says[k].format(values.get(k)) for k in kinds]
+    says = [t.says[k][0] if len(t.says[k]) == 1 else rng.choice(t.says[k]) for k in kinds]
+    rules = [say.format(values.get(k)) for k, say in zip(kinds, says)]
     return text, constraints, rules
 
 
 def generate(cfg, indices: list[int]) -> list[dict]:
-    out, topics = [], sorted(_TOPICS)
+    out = []
     for i in indices:
-        rng = rng_for(cfg.seed, "chat", i)
-        topic = topics[pick(cfg.seed, "chat-topic", len(topics), i)]
+        rng, t = rng_for(cfg.seed, "chat", i), _V1 if i < _LEGACY else _WIDE
+        topic = t.order[pick(cfg.seed, t.key, len(t.order), i)]
         kinds = _kinds(rng, 1 if rng.random() < 0.25 else max(1, cfg.chat_max_constraints))
-        text, constraints, rules = _respond(topic, kinds, rng)
+        text, constraints, rules = _respond(topic, kinds, rng, t)
         reasoning = "\n".join([f"The user wants a short text about {topic}.", *[f"Rule: {r}" for r in rules]])
         messages = [
-            msg("user", " ".join([rng.choice(_ASK).format(topic), *rules])),
+            msg("user", " ".join([rng.choice(t.ask).format(topic), *rules])),
             msg("assistant", text, reasoning=reasoning),
         ]
         out.append(make_sample("chat", cfg.seed, i, messages, {"constraints": constraints, "topic": topic}))

@@ -6,12 +6,21 @@ permutation of all of them, so prompts only repeat after the whole space is used
 ``cfg.code_tests`` asserts on seeded random inputs whose expected values come from running the
 reference solution itself, and at least one of them tells the family's typical bug apart (so the
 corrupted solution, that bug, fails; ``return None`` is the fallback).
+
+Index layout (so the small builds stay byte-identical to generator version 1): sample ``i < 1134``
+takes combination ``pick(i)`` of the version-1 space (18 families x 3 names x 3 arg variants x K in
+2..20), exactly as before; sample ``i >= 1134`` takes combination ``i - 1134`` of a seeded
+permutation of the widened space minus the version-1 combinations (``code_tables``: 28 families,
+5 names and 6 arg variants each, K in 2..99 for the arithmetic K-families, K in 2..20 for
+``repeat_{k}`` so its tests stay short; about 20k combinations). Inputs for K > 20 (only in the
+widened space) scale with K, so the tests still tell the family's bug apart.
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
 
+from data_recipes.domains.code_tables import MORE_ARGS, MORE_NAMES, NEW_FAMILIES, REPEAT_KS, WIDE_KS
 from data_recipes.domains.common import make_sample, msg, pick, rng_for
 
 _WORDS = [
@@ -189,6 +198,34 @@ _FAMILIES = [
     ),
 ]
 _KS = range(2, 21)
+_BASE_ARGS = {"ii": _TWO, "i": _ONE, "l": _LIST, "s": _STR}
+_N_V1 = len(_FAMILIES)
+
+
+def _family(f: int) -> tuple:
+    """Family ``f`` of the widened space (the version-1 names and arg variants come first)."""
+    if f < _N_V1:
+        names, variants, kind, desc, body, bug, uses_k = _FAMILIES[f]
+        return names + MORE_NAMES[f], variants + MORE_ARGS[kind], kind, desc, body, bug, uses_k
+    names, kind, desc, body, bug, uses_k = NEW_FAMILIES[f - _N_V1]
+    return names, _BASE_ARGS[kind] + MORE_ARGS[kind], kind, desc, body, bug, uses_k
+
+
+def _wide_ks(f: int):
+    names, *_, uses_k = _family(f)
+    return (REPEAT_KS if names[0].startswith("repeat") else WIDE_KS) if uses_k else [0]
+
+
+@lru_cache(maxsize=1)
+def _wide_space() -> tuple[tuple[int, int, int, int], ...]:
+    """Every widened (family, name, arg variant, K) combination that version 1 could not draw."""
+    old, out = set(_space()), []
+    for f in range(_N_V1 + len(NEW_FAMILIES)):
+        names, variants, *_ = _family(f)
+        for n in range(len(names)):
+            for v in range(len(variants)):
+                out.extend((f, n, v, k) for k in _wide_ks(f) if (f, n, v, k) not in old)
+    return tuple(out)
 
 
 @lru_cache(maxsize=1)
@@ -203,6 +240,13 @@ def _space() -> tuple[tuple[int, int, int, int], ...]:
 
 
 def _inputs(kind: str, rng, k: int) -> tuple:
+    if kind == "i" and k > 20:  # widened constants: near multiples of K, or anywhere in [-3K, 3K]
+        return (
+            rng.randint(-3, 3) * k + rng.randint(-1, 1) if rng.random() < 0.5 else rng.randint(-3 * k, 3 * k),
+        )
+    if kind == "l" and k > 20:
+        xs = [rng.randint(k - 10, k + 10) for _ in range(rng.randint(1, 5))]
+        return ([*xs, k] if rng.random() < 0.3 else xs,)
     if kind == "ii":
         return (rng.randint(-20, 20), rng.randint(-20, 20))
     if kind == "i":
@@ -256,8 +300,12 @@ def _tests(code: str, buggy: str, name: str, kind: str, k: int, n: int, rng) -> 
 def generate(cfg, indices: list[int]) -> list[dict]:
     out, space = [], _space()
     for i in indices:
-        f, n, v, k = space[pick(cfg.seed, "code", len(space), i)]
-        names, variants, kind, desc, body, bug, _ = _FAMILIES[f]
+        if i < len(space):
+            f, n, v, k = space[pick(cfg.seed, "code", len(space), i)]
+        else:
+            wide = _wide_space()
+            f, n, v, k = wide[pick(cfg.seed, "code-wide", len(wide), i - len(space))]
+        names, variants, kind, desc, body, bug, _ = _family(f)
         args, rng = variants[v], rng_for(cfg.seed, "code", i)
         name, fill = names[n].format(k=k), {"k": k, "k1": k + 1}
         body = body.format(*args, **fill)
@@ -280,8 +328,9 @@ def corrupt(sample: dict, rng) -> dict:
     name, tests = meta["entry_point"], meta["tests"]
     head = last["content"].split("\n")[1]  # "def name(args):"
     args = tuple(a.strip() for a in head[head.index("(") + 1 : head.rindex(")")].split(",") if a.strip())
-    for names, _, _, _, body, bug, uses_k in _FAMILIES:
-        for k in _KS if uses_k else [0]:
+    for f in range(_N_V1 + len(NEW_FAMILIES)):
+        names, _, _, _, body, bug, _ = _family(f)
+        for k in _wide_ks(f):
             fill = {"k": k, "k1": k + 1}
             if name not in [nm.format(k=k) for nm in names]:
                 continue

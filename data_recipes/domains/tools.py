@@ -6,13 +6,30 @@ turn, the calls as ``<TOOLCALL>[{"name": ..., "arguments": {...}}]</TOOLCALL>`` 
 ``<TOOL_RESPONSE>...</TOOL_RESPONSE>``. The tool list is the needed tool(s), plus one distractor for single calls.
 Tool results are deterministic functions of the arguments (a fake but consistent world).
 Metadata: ``{"expected_calls": [{"name", "arguments"}], "tools": [schemas]}``.
+
+Index layout (so the small builds stay byte-identical to generator version 1): sample ``i`` calls
+tool ``pick(i)`` first, as before; with ``j = i // 6`` and ``n`` the size of that tool's version-1
+space (slot values x phrasings), ``j < n`` takes combination ``pick(j)`` of the version-1 space and
+draws the second call (if any) from it, exactly as before; ``j >= n`` takes combination ``j - n``
+of a seeded permutation of the widened space (``tools_tables``: more cities, symbols, currencies,
+amounts, minutes, words and phrasings, times 6 leads) minus the version-1 combinations, and draws
+the second call from the whole widened space. ``calculate`` (97200 combinations) is not widened.
 """
 
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 
 from data_recipes.domains.common import make_sample, msg, pick, rng_for, unrank
+from data_recipes.domains.tools_tables import (
+    LEADS,
+    MORE_CITIES,
+    MORE_CUR,
+    MORE_PHRASINGS,
+    MORE_SYMBOLS,
+    MORE_WORDS,
+)
 
 _CITIES = [
     "Paris",
@@ -67,6 +84,7 @@ _WORDS = {
     "friend": ["amigo", "ami", "Freund"],
     "sun": ["sol", "soleil", "Sonne"],
 }
+_ALL_WORDS = {**_WORDS, **MORE_WORDS}
 _LANGS = ["Spanish", "French", "German"]
 _CONDITIONS = ["sunny", "cloudy", "rainy", "windy"]
 
@@ -136,7 +154,7 @@ _TOOLS = {
         [len(_WORDS), len(_LANGS)],
         lambda s: {"text": list(_WORDS)[s[0]], "lang": _LANGS[s[1]]},
         ["Translate '{text}' into {lang}.", "How do you say '{text}' in {lang}?"],
-        lambda a: {"translation": _WORDS[a["text"]][_LANGS.index(a["lang"])]},
+        lambda a: {"translation": _ALL_WORDS[a["text"]][_LANGS.index(a["lang"])]},
         lambda a, r: f"In {a['lang']}, '{a['text']}' is '{r['translation']}'.",
     ),
     "calculate": (
@@ -149,6 +167,48 @@ _TOOLS = {
     ),
 }
 _NAMES = sorted(_TOOLS)
+_ALL_CITIES, _ALL_SYMBOLS, _ALL_CUR = _CITIES + MORE_CITIES, _SYMBOLS + MORE_SYMBOLS, _CUR + MORE_CUR
+# name -> (slot sizes, args(slots)) of the widened space; phrasings are version 1's plus MORE_PHRASINGS
+_WIDE = {
+    "get_weather": ([len(_ALL_CITIES)], lambda s: {"city": _ALL_CITIES[s[0]]}),
+    "get_price": ([len(_ALL_SYMBOLS)], lambda s: {"symbol": _ALL_SYMBOLS[s[0]]}),
+    "convert": (
+        [80, len(_ALL_CUR), len(_ALL_CUR) - 1],
+        lambda s: {
+            "amount": 5 * (s[0] + 1),
+            "src": _ALL_CUR[s[1]],
+            "dst": [c for c in _ALL_CUR if c != _ALL_CUR[s[1]]][s[2]],
+        },
+    ),
+    "set_timer": ([180], lambda s: {"minutes": s[0] + 1}),
+    "translate": (
+        [len(_ALL_WORDS), len(_LANGS)],
+        lambda s: {"text": list(_ALL_WORDS)[s[0]], "lang": _LANGS[s[1]]},
+    ),
+}
+
+
+def _wide_sizes(name: str) -> list[int]:
+    sizes, _ = _WIDE[name]
+    return [*sizes, len(_TOOLS[name][3]) + len(MORE_PHRASINGS[name]), len(LEADS)]
+
+
+@lru_cache(maxsize=8)
+def _wide_codes(name: str) -> tuple[int, ...]:
+    """Codes of the widened space of ``name`` whose combination version 1 could not draw."""
+    old = [*_TOOLS[name][1], len(_TOOLS[name][3]), 1]
+    sizes, n = _wide_sizes(name), 1
+    for size in _wide_sizes(name):
+        n *= size
+    return tuple(c for c in range(n) if any(d >= o for d, o in zip(unrank(c, sizes), old)))
+
+
+def _wide_call(name: str, code: int) -> tuple[dict, str]:
+    _, args_of = _WIDE[name]
+    slots = unrank(code, _wide_sizes(name))
+    args = args_of(slots[:-2])
+    phrasings = _TOOLS[name][3] + MORE_PHRASINGS[name]
+    return args, LEADS[slots[-1]] + phrasings[slots[-2]].format(**args)
 
 
 def _size(name: str) -> int:
@@ -196,11 +256,26 @@ def generate(cfg, indices: list[int]) -> list[dict]:
         picked = [first]
         if rng.random() < cfg.tool_multi_fraction:
             picked.append(rng.choice([n for n in _NAMES if n != first]))
-        calls = []
-        for j, name in enumerate(picked):
-            code = pick(cfg.seed, f"tools:{name}", _size(name) * len(_TOOLS[name][3]), i // len(_NAMES))
-            code = code if j == 0 else rng.randrange(_size(name) * len(_TOOLS[name][3]))
-            calls.append((name, *_call(name, code)))
+        calls, j_first = [], i // len(_NAMES)
+        if first not in _WIDE or j_first < _size(first) * len(_TOOLS[first][3]):  # version 1
+            for j, name in enumerate(picked):
+                code = pick(cfg.seed, f"tools:{name}", _size(name) * len(_TOOLS[name][3]), j_first)
+                code = code if j == 0 else rng.randrange(_size(name) * len(_TOOLS[name][3]))
+                calls.append((name, *_call(name, code)))
+        else:
+            codes = _wide_codes(first)
+            j_wide = j_first - _size(first) * len(_TOOLS[first][3])
+            calls.append(
+                (first, *_wide_call(first, codes[pick(cfg.seed, f"tools-wide:{first}", len(codes), j_wide)]))
+            )
+            for name in picked[1:]:
+                if name in _WIDE:
+                    n = 1
+                    for size in _wide_sizes(name):
+                        n *= size
+                    calls.append((name, *_wide_call(name, rng.randrange(n))))
+                else:
+                    calls.append((name, *_call(name, rng.randrange(_size(name) * len(_TOOLS[name][3])))))
         distractor = rng.choice([n for n in _NAMES if n not in picked]) if len(picked) == 1 else None
         messages, tools = _conversation(calls, distractor)
         expected = [{"name": n, "arguments": a} for n, a, _ in calls]
