@@ -91,7 +91,7 @@ t0 = time.perf_counter()
 m = build_recipe(cfg, out, tokenizer=tok, force=True)
 dt = time.perf_counter() - t0
 mib = lambda who: resource.getrusage(who).ru_maxrss / 1024
-print(json.dumps({"seconds": dt, "kept": m["counts"]["total"], "dropped": m["dropped"]["dedup"],
+print(json.dumps({"seconds": dt, "kept": m["counts"]["total"] - m["off_pairs"], "off_pairs": m["off_pairs"], "dropped": m["dropped"]["dedup"],
                   "rejected": m["rejected"]["count"], "rss_parent_mib": mib(resource.RUSAGE_SELF),
                   "rss_worker_mib": mib(resource.RUSAGE_CHILDREN)}))
 """
@@ -125,7 +125,8 @@ def build_once(rows: Path, out: Path, streaming: bool, procs: int, limit: int, c
         "seconds": round(got["seconds"], 2),
         "rows_per_s": round(limit / got["seconds"], 1),
         "rows_per_s_per_process": round(limit / got["seconds"] / procs, 1),
-        "kept_after_dedup": got["kept"],
+        "kept_after_dedup": got["kept"],  # input rows kept (the build's own OFF copies not counted)
+        "off_copies_added": got["off_pairs"],
         "dropped_dedup": got["dropped"],
         "rejected": got["rejected"],
         "peak_rss_mib": round(max(got["rss_parent_mib"], got["rss_worker_mib"]), 1),
