@@ -165,12 +165,11 @@ def parse(where: str, rec: Any, src: SourceConfig) -> dict:
     return sample
 
 
-def load_source(
-    src: SourceConfig, on_error: str, *, hub_rows: int | None = None, seed: int = 0
-) -> tuple[list, list]:
-    """All valid samples of ``src`` and the rejects; raises the first ``DataError`` if ``on_error=raise``."""
+def parse_records(items, src: SourceConfig, on_error: str) -> tuple[list, list]:
+    """Valid samples and rejects of ``(where, record | DataError, raw)`` items; raises the first
+    ``DataError`` if ``on_error=raise``."""
     samples, rejects = [], []
-    for where, rec, raw in iter_raw(src, hub_rows=hub_rows, seed=seed):
+    for where, rec, raw in items:
         try:
             if isinstance(rec, DataError):
                 raise rec
@@ -180,6 +179,13 @@ def load_source(
                 raise
             rejects.append(err.as_reject(raw or json.dumps(rec, default=str)[:2000]))
     return samples, rejects
+
+
+def load_source(
+    src: SourceConfig, on_error: str, *, hub_rows: int | None = None, seed: int = 0
+) -> tuple[list, list]:
+    """All valid samples of ``src`` and the rejects (see ``parse_records``)."""
+    return parse_records(iter_raw(src, hub_rows=hub_rows, seed=seed), src, on_error)
 
 
 def source_hash(src: SourceConfig) -> str:

@@ -22,6 +22,7 @@ import hashlib
 import json
 import multiprocessing as mp
 import random
+import shutil
 from array import array
 from collections import Counter, deque
 from dataclasses import dataclass, field
@@ -34,7 +35,7 @@ from data_recipes.domains import get
 from data_recipes.errors import DataError
 from data_recipes.mixture import SPLITS, allocate
 from data_recipes.parallel import _measure, _no_rust_threads
-from data_recipes.sources import decode_line, iter_raw, jsonl_lines, local_files, parse
+from data_recipes.sources import _nonempty, decode_line, iter_raw, jsonl_lines, local_files, parse_records
 from data_recipes.transforms.decontam import build_index, ngrams, sample_text
 from data_recipes.transforms.dedup import exact_key, prompt_key
 from data_recipes.transforms.reasoning import apply_flag, off_copy
@@ -79,7 +80,7 @@ def tasks(cfg: RecipeConfig):
     for i, src in enumerate(cfg.sources):
         files = local_files(src)
         lines = (
-            (it for p in files for it in jsonl_lines(p))
+            (it for p in files for it in _nonempty(jsonl_lines(p), p))
             if files and all(p.suffix != ".parquet" for p in files)
             else ((w, (rec, raw)) for w, rec, raw in iter_raw(src, seed=cfg.seed))
         )
@@ -96,24 +97,12 @@ def tasks(cfg: RecipeConfig):
 
 
 def _parse_chunk(cfg: RecipeConfig, i: int, items: list) -> tuple[list[dict], list[dict]]:
-    samples, rejects, src = [], [], cfg.sources[i]
-    for where, payload in items:
-        if isinstance(payload, bytes):
-            decoded = decode_line(where, payload)
-            if decoded is None:
-                continue
-            _, rec, raw = decoded
-        else:
-            rec, raw = payload
-        try:
-            if isinstance(rec, DataError):
-                raise rec
-            samples.append(parse(where, rec, src))
-        except DataError as err:
-            if cfg.on_error == "raise":
-                raise
-            rejects.append(err.as_reject(raw or json.dumps(rec, default=str)[:2000]))
-    return samples, rejects
+    """Raw JSONL lines are decoded here, in the worker; Parquet/hub records arrive decoded."""
+    decoded = (
+        decode_line(where, payload) if isinstance(payload, bytes) else (where, *payload)
+        for where, payload in items
+    )
+    return parse_records((d for d in decoded if d is not None), cfg.sources[i], cfg.on_error)
 
 
 def _truncate(s: dict, cfg: RecipeConfig, tok) -> dict:
@@ -333,8 +322,6 @@ def build_streaming(cfg: RecipeConfig, out: Path, tok) -> dict:
             )
     (out / "chat_template.jinja").write_text(getattr(tok, "chat_template", None) or "", encoding="utf-8")
     report = views.save(out)
-    import shutil
-
     shutil.rmtree(out / ".scratch", ignore_errors=True)
     target = allocate(cfg.total, {f"domain:{d}": w for d, w in cfg.domains.items() if w > 0})
     return {

@@ -108,3 +108,12 @@ def test_a_weighted_source_share_is_refused_before_work(tokenizer, tmp_path):
     src = [SourceConfig(path=str(FIX / "good.jsonl"))]
     with pytest.raises(DataError, match=r"sources\[0\]\.take"):
         build_recipe(recipe(sources=src), tmp_path / "o", tokenizer=tokenizer)
+
+
+def test_an_empty_source_file_is_an_error_naming_it(tokenizer, tmp_path):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    with pytest.raises(DataError, match=r"empty.jsonl.*empty file"):
+        build_recipe(
+            recipe(sources=[SourceConfig(path=str(empty), take="all")]), tmp_path / "o", tokenizer=tokenizer
+        )
