@@ -59,6 +59,30 @@ def test_format_off(answer: str, reasoning: str) -> None:
     assert split_completion(f"{reasoning}</think>{answer}", "off").answer == answer.strip()
 
 
+tag = st.from_regex(r"[A-Za-z][A-Za-z0-9_-]{0,8}", fullmatch=True)
+
+
+@SETTINGS
+@given(answer=nonblank, name=tag, mode=st.sampled_from(["on", "off"]), attrs=st.booleans())
+def test_format_rejects_an_unmatched_closing_tag(answer: str, name: str, mode: str, attrs: bool) -> None:
+    """A closer without its opener makes any answer malformed; a matched pair (a tool call) does not."""
+    head = "steps\n</think>\n" if mode == "on" else ""
+    opener = f"<{name} id=1>" if attrs else f"<{name}>"
+    assert format_reward(f"{head}{answer}</{name}>", mode) == 0.0
+    assert format_reward(f"{head}</{name}>{opener}{answer}", mode) == 0.0  # closer before its opener
+    assert format_reward(f"{head}{opener}{answer}</{name}>", mode) == 1.0
+    assert format_reward(f"{head}{opener}{answer}</{name}>{answer}</{name}>", mode) == 0.0  # closed twice
+
+
+def test_format_rejects_the_measured_no_think_trace() -> None:
+    """The GRPO seed-0 /no_think answers (SmolLM2): a trace ended by a mangled closer, then the answer."""
+    assert format_reward("3 + 8 = 11.</I>So the answer is 11.</I>", "off") == 0.0
+    assert format_reward("7 - 1 = 6.\nSo the answer is 6.\n</I>", "off") == 0.0
+    assert format_reward("The answer is \\boxed{6}", "off") == 1.0
+    assert format_reward('<TOOLCALL>[{"name": "f", "arguments": {}}]</TOOLCALL>', "off") == 1.0
+    assert format_reward("Use `a < b` and `b > c`.", "off") == 1.0
+
+
 def test_format_rejects_bad_mode() -> None:
     with pytest.raises(ValueError, match="reasoning"):
         split_completion("x", "maybe")
