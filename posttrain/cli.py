@@ -2,6 +2,7 @@
 
 posttrain run pipeline=<name> run_dir=<dir> [hydra overrides...]   (full Hydra grammar, -m sweeps)
 posttrain status <dir> [json=true]
+posttrain export nemo_rl pipeline=<name> out=<dir> [nemo_rl_dir=DIR]   (NeMo-RL jobs, nothing submitted)
 posttrain data build recipe=<name> out=<dir> [field=value ...]
 posttrain data inspect <dir>
 posttrain serve <checkpoint> [host=127.0.0.1] [port=8000] [max_concurrency=8] [max_body_bytes=N] ...
@@ -201,6 +202,34 @@ def cmd_data(argv: list[str]) -> int:
     return 0
 
 
+def cmd_export(argv: list[str]) -> int:
+    """``posttrain export nemo_rl pipeline=<name> out=<dir> [nemo_rl_dir=DIR] [hydra overrides...]``."""
+    if not argv or argv[0] != "nemo_rl" or any(a in ("-h", "--help") for a in argv[1:]):
+        from posttrain.export import pipeline
+
+        print("usage: posttrain export nemo_rl pipeline=<name> out=<dir> [nemo_rl_dir=DIR] [overrides...]\n")
+        print(pipeline.__doc__.strip())
+        return 0 if argv and argv[0] == "nemo_rl" else 2
+    from posttrain.export.pipeline import DEFAULT_NEMO_RL_DIR, export_pipeline
+
+    rest = [a for a in argv[1:] if not a.startswith(("out=", "nemo_rl_dir="))]
+    kv = _kv([a for a in argv[1:] if a.startswith(("out=", "nemo_rl_dir="))])
+    if not kv.get("out"):
+        raise PosttrainError("export nemo_rl: missing out=<dir> (the run dir the jobs are prepared in)")
+    report = export_pipeline(
+        compose([*rest, f"run_dir={kv['out']}"]), kv.get("nemo_rl_dir", DEFAULT_NEMO_RL_DIR)
+    )
+    for j in report["jobs"]:
+        d = j["data"]
+        print(
+            f"{j['stage']}: NeMo-RL {j['algorithm']} job in {j['job_dir']} ({d}); {len(j['dropped'])} fields dropped"
+        )
+    for name, why in report["not_exported"].items():
+        print(f"{name}: not exported ({why})")
+    print(f"submit with: bash {Path(report['run_dir']) / 'nemo_rl' / 'submit.sh'}")
+    return 0
+
+
 def cmd_serve(argv: list[str]) -> int:
     from posttrain.inference.server import serve_main
 
@@ -251,6 +280,7 @@ def main(argv: list[str] | None = None) -> int:
         "ablate": cmd_ablate,
         "nas": cmd_nas,
         "memory": cmd_memory,
+        "export": cmd_export,
     }
     if not argv or argv[0] in ("-h", "--help"):
         print(__doc__.strip())

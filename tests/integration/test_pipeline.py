@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file
 
 pytestmark = pytest.mark.integration
@@ -110,6 +111,63 @@ def test_full_chain_runs_and_writes_contract(smoke_run):
     )
     rows = json.loads(status.stdout)
     assert [r["stage"] for r in rows] == ["init", "sft", "preference", "dpo", "grpo", "eval"]
+
+
+def test_export_nemo_rl_writes_every_training_stage(smoke_run):
+    """`posttrain export nemo_rl` on a finished run: one job per SFT/DPO/GRPO stage, nothing retrained,
+    and the data round-trips: our template renders the exported messages as it renders the views."""
+    from datasets import load_from_disk
+    from transformers import AutoTokenizer
+
+    from posttrain.inference.generate import render_prompts
+
+    before = manifests(smoke_run)
+    cmd = [sys.executable, "-m", "posttrain.cli", "export", "nemo_rl", *SMOKE, f"out={smoke_run}"]
+    out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert all(manifests(smoke_run)[s]["started_at"] == before[s]["started_at"] for s in before)
+    root = smoke_run / "nemo_rl"
+    report = json.loads((root / "export.json").read_text())
+    jobs = {j["stage"]: j for j in report["jobs"]}
+    assert set(jobs) == {"sft", "dpo", "grpo"} and set(report["not_exported"]) == {"preference", "eval"}
+    assert jobs["sft"]["after"] is None and jobs["dpo"]["after"] is None and jobs["grpo"]["after"] == "dpo"
+    assert jobs["dpo"]["input_checkpoint"] == str(smoke_run / before["preference"]["checkpoint"])
+    assert subprocess.run(["bash", "-n", str(root / "submit.sh")]).returncode == 0
+    tok = AutoTokenizer.from_pretrained(str(smoke_run / "00_init" / "checkpoint"))
+    data = smoke_run / "data"
+
+    view = load_from_disk(str(data / "sft"))["train"].to_list()
+    exported = [json.loads(ln) for ln in open(root / "01_sft" / "data" / "train.jsonl")]
+    assert len(exported) == len(view)
+    for v, e in zip(view, exported):
+        assert tok.apply_chat_template(e["messages"], tools=e.get("tools"), tokenize=False) == (
+            tok.apply_chat_template(v["messages"], tools=json.loads(v["tools"] or "null"), tokenize=False)
+        )
+
+    pairs = load_from_disk(str(smoke_run / "02_preference" / "pairs")).to_list()
+    dpo = jobs["dpo"]["data"]
+    assert dpo["train"] + dpo["validation"] + dpo["skipped"] == len(pairs) and dpo["skipped"] == 0
+    recs = [
+        json.loads(ln)
+        for f in ("validation", "train")
+        for ln in open(root / "03_dpo" / "data" / f"{f}.jsonl")
+    ]
+    assert render_prompts(tok, [r["context"] for r in recs]) == [p["prompt"] for p in pairs]
+
+    rl = {r["uuid"]: r for r in load_from_disk(str(data / "rl"))["train"].to_list()}
+    grpo, grpo_cfg = jobs["grpo"]["data"], json.loads((smoke_run / "04_grpo" / "config.json").read_text())
+    stream = min(grpo_cfg["max_prompts"] or len(rl), len(rl))  # the prompts the GRPO stage trained on
+    skipped = [json.loads(ln) for ln in open(root / "04_grpo" / "data" / "skipped.jsonl")]
+    assert grpo["train_on"] + grpo.get("train_off", 0) + len(skipped) == stream
+    assert skipped and all(r["category"] != "math" for r in skipped)
+    for f in ("train_on", "train_off"):
+        for ln in open(root / "04_grpo" / "data" / f"{f}.jsonl"):
+            r = json.loads(ln)
+            assert r["output"] == str(json.loads(rl[r["uuid"]]["metadata"])["answer"])
+    config = yaml.safe_load((root / "04_grpo" / "config.yaml").read_text())
+    assert config["defaults"].endswith("examples/configs/grpo_math_1B.yaml")
+    assert config["policy"]["model_name"] == str(root / "03_dpo" / "hf")
+    assert [d["system_prompt_file"].rsplit("/", 1)[1] for d in config["data"]["train"]][0] == "think.txt"
 
 
 def test_rerun_skips_and_beta_change_reruns_downstream_only(smoke_run):

@@ -1,0 +1,1 @@
+"""Export posttrain stages to other training frameworks (NeMo-RL)."""
