@@ -2,7 +2,7 @@
 
 posttrain run pipeline=<name> run_dir=<dir> [hydra overrides...]   (full Hydra grammar, -m sweeps)
 posttrain status <dir> [json=true]
-posttrain export nemo_rl pipeline=<name> out=<dir> [nemo_rl_dir=DIR]   (NeMo-RL jobs, nothing submitted)
+posttrain export nemo_rl pipeline=<name> out=<dir> [hydra overrides...]  (NeMo-RL jobs, nothing submitted)
 posttrain data build recipe=<name> out=<dir> [field=value ...]
 posttrain data inspect <dir>
 posttrain serve <checkpoint> [host=127.0.0.1] [port=8000] [max_concurrency=8] [max_body_bytes=N] ...
@@ -203,22 +203,22 @@ def cmd_data(argv: list[str]) -> int:
 
 
 def cmd_export(argv: list[str]) -> int:
-    """``posttrain export nemo_rl pipeline=<name> out=<dir> [nemo_rl_dir=DIR] [hydra overrides...]``."""
+    """``posttrain export nemo_rl pipeline=<name> out=<dir> [launcher.nemo_rl_dir=DIR] [hydra overrides...]``."""
     if not argv or argv[0] != "nemo_rl" or any(a in ("-h", "--help") for a in argv[1:]):
         from posttrain.export import pipeline
 
-        print("usage: posttrain export nemo_rl pipeline=<name> out=<dir> [nemo_rl_dir=DIR] [overrides...]\n")
+        print(
+            "usage: posttrain export nemo_rl pipeline=<name> out=<dir> [launcher.nemo_rl_dir=DIR] [overrides...]\n"
+        )
         print(pipeline.__doc__.strip())
         return 0 if argv and argv[0] == "nemo_rl" else 2
-    from posttrain.export.pipeline import DEFAULT_NEMO_RL_DIR, export_pipeline
+    from posttrain.export.pipeline import export_pipeline
 
-    rest = [a for a in argv[1:] if not a.startswith(("out=", "nemo_rl_dir="))]
-    kv = _kv([a for a in argv[1:] if a.startswith(("out=", "nemo_rl_dir="))])
-    if not kv.get("out"):
+    rest = [a for a in argv[1:] if not a.startswith("out=")]
+    out = _kv([a for a in argv[1:] if a.startswith("out=")]).get("out")
+    if not out:
         raise PosttrainError("export nemo_rl: missing out=<dir> (the run dir the jobs are prepared in)")
-    report = export_pipeline(
-        compose([*rest, f"run_dir={kv['out']}"]), kv.get("nemo_rl_dir", DEFAULT_NEMO_RL_DIR)
-    )
+    report = export_pipeline(compose([*rest, f"run_dir={out}"]))
     for j in report["jobs"]:
         d = j["data"]
         print(

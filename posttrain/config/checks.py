@@ -107,6 +107,8 @@ def _train(cfg: Any) -> list[tuple[str, str]]:
     )
     out += _min(cfg, 0, "warmup_steps", "weight_decay", "max_grad_norm", "lora_r")
     out += _one_of(cfg, "lr_scheduler_type", SCHEDULERS)
+    allowed = ("posttrain", "nemo_rl") if cfg.kind in ("sft", "dpo", "grpo") else ("posttrain",)
+    out += _one_of(cfg, "backend", allowed)
     if cfg.lora_r > 0:
         out += _min(cfg, 0, "lora_alpha", strict=True)
         out += [] if cfg.lora_target_modules else [("lora_target_modules", "empty with lora_r > 0")]

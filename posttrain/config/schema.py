@@ -103,6 +103,11 @@ class TrainStageConfig(StageConfig):
         ["in_proj", "q_proj", "k_proj", "v_proj", "o_proj", "up_proj", "down_proj"], "LoRA targets."
     )
     trainer_args: dict[str, Any] = _f({}, "Extra keyword arguments passed verbatim to the TRL config class.")
+    backend: str = _f(
+        "posttrain",
+        "posttrain (train in-process with TRL) or nemo_rl (sft, dpo, grpo: write a NeMo-RL job to "
+        "<run_dir>/nemo_rl/<NN>_<stage>/ and stop; a rerun after the job wrote its hf/ checkpoint takes it).",
+    )
 
 
 @dataclass
@@ -348,6 +353,9 @@ class LauncherConfig:
     container_image: str | None = _f(None, "Container image (pyxis).")
     container_mounts: str | None = _f(None, "Container mounts (pyxis).")
     extra_sbatch: list[str] = _f([], "Extra #SBATCH lines, verbatim.")
+    nemo_rl_dir: str = _f(
+        "/opt/nemo-rl", "NeMo-RL checkout that exported jobs run from (NEMO_RL_DIR overrides)."
+    )
     stage_overrides: dict[str, Any] = _f({}, "Per-stage launcher overrides: {stage_name: {field: value}}.")
 
 

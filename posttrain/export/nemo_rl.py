@@ -30,7 +30,7 @@ import yaml
 
 from posttrain import PosttrainError
 from posttrain.export.nemo_rl_map import ALGOS, NotExportable, map_stage, schema
-from posttrain.reasoning import FLAG_OFF, FLAG_ON
+from posttrain.reasoning import FLAG_OFF, FLAG_ON, THINK_CLOSE
 
 DATA_COMMON = {
     "max_input_seq_length": "${policy.max_total_sequence_length}",
@@ -70,7 +70,10 @@ def sft_data(scfg: Any, data_dir: Path, out: Path) -> tuple[dict, dict]:
         if split == "train" and scfg.only_truncated:
             rows = [r for r in rows if r.get("truncated")]
         recs = [
-            {"messages": _messages(r["messages"]), **({"tools": json.loads(r["tools"])} if r.get("tools") else {})}
+            {
+                "messages": _messages(r["messages"]),
+                **({"tools": json.loads(r["tools"])} if r.get("tools") else {}),
+            }
             for r in rows
         ]
         counts[split] = _jsonl(out / f"{split}.jsonl", recs)
@@ -110,7 +113,7 @@ def dpo_data(pairs_dir: Path, data_dir: Path, tok: Any, out: Path) -> tuple[dict
         if row is None:
             skipped.append({**p, "why": "prompt matches no RL-view row"})
             continue
-        unclosed += int(p["reasoning"] == "on" and "</think>" not in p["rejected"])
+        unclosed += int(p["reasoning"] == "on" and THINK_CLOSE not in p["rejected"])
         recs.append(
             {
                 "context": _messages(row["prompt"]),

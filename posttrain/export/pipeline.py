@@ -16,61 +16,19 @@ it is listed under ``not_exported`` with the reason (and so is any stage after i
 from __future__ import annotations
 
 import json
-import shlex
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from posttrain.export.nemo_rl import write_job
+from posttrain.export.jobs import stage_job, write_submit
 from posttrain.export.nemo_rl_map import ALGOS, NotExportable
 
-DEFAULT_NEMO_RL_DIR = "/opt/nemo-rl"
 
-
-def _model_type(path: str) -> str | None:
-    cfg = Path(path) / "config.json"
-    return json.loads(cfg.read_text()).get("model_type") if cfg.exists() else None
-
-
-def submit_script(jobs: list[dict[str, Any]], launcher: dict[str, Any], nemo_rl_dir: str) -> str:
-    """``sbatch`` of NeMo-RL's ``ray.sub`` per job, chained ``afterok`` on the job it reads."""
-    q = shlex.quote
-    lines = [
-        "#!/usr/bin/env bash",
-        "# Submits the exported NeMo-RL jobs. Needs a NeMo-RL checkout (NEMO_RL_DIR) and its container",
-        "# (CONTAINER, MOUNTS: see NeMo-RL's docs/cluster.md).",
-        "set -euo pipefail",
-        f'cd "${{NEMO_RL_DIR:-{nemo_rl_dir}}}"',
-        ': "${CONTAINER:?set CONTAINER to the NeMo-RL image}"',
-        f': "${{MOUNTS:={launcher.get("container_mounts") or ""}}}"',
-        "declare -A job_id",
-    ]
-    opts = [f"--nodes={launcher['nodes']}", f"--time={launcher['time']}", "--kill-on-invalid-dep=yes"]
-    if launcher["gpus_per_node"]:
-        opts.append(f"--gres=gpu:{launcher['gpus_per_node']}")
-    opts += [f"--{k}={launcher[k]}" for k in ("partition", "account") if launcher.get(k)]
-    for j in jobs:
-        name, after = j["stage"], j.get("after")
-        if after is None:
-            lines.append(
-                f"test -e {q(j['input_checkpoint'])} || {{ echo 'stage {name}: input checkpoint "
-                f"{j['input_checkpoint']} does not exist yet; run its posttrain stage first' >&2; exit 1; }}"
-            )
-        dep = f' --dependency=afterok:"${{job_id[{after}]}}"' if after else ""
-        cmd = q(f"bash {j['job_dir']}/command.sh")
-        lines.append(
-            f'job_id[{name}]=$(COMMAND={cmd} CONTAINER="$CONTAINER" MOUNTS="$MOUNTS" sbatch --parsable '
-            f"--job-name=pt-nemo-{name} {' '.join(opts)}{dep} ray.sub)"
-        )
-        lines.append(f'echo "{name} ${{job_id[{name}]}}"')
-    return "\n".join(lines) + "\n"
-
-
-def export_pipeline(cfg: DictConfig, nemo_rl_dir: str = DEFAULT_NEMO_RL_DIR) -> dict[str, Any]:
+def export_pipeline(cfg: DictConfig) -> dict[str, Any]:
     """Prepare ``cfg.run_dir`` and write the NeMo-RL jobs; returns what ``export.json`` holds."""
     from posttrain.models import load_tokenizer
-    from posttrain.pipeline.plan import INIT, world_size
+    from posttrain.pipeline.plan import INIT
     from posttrain.pipeline.runner import prepare, stage_seed
 
     prep = prepare(cfg)
@@ -100,40 +58,26 @@ def export_pipeline(cfg: DictConfig, nemo_rl_dir: str = DEFAULT_NEMO_RL_DIR) -> 
                 after = None
             else:
                 model, after = p.input, None  # an external path or hub id
-            job_dir = root / p.dirname
             pairs = prep.dirs[p.cfg.dataset_from] / "pairs" if p.kind == "dpo" else None
             try:
-                summary = write_job(
-                    p.kind,
-                    p.name,
-                    p.cfg,
-                    model_path=model,
-                    data_dir=prep.run_dir / "data",
-                    job_dir=job_dir,
+                summary = stage_job(
+                    p,
+                    cfg,
+                    model=model,
+                    run_dir=prep.run_dir,
                     seed=stage_seed(p, int(cfg.seed)),
-                    nemo_rl_dir=nemo_rl_dir,
-                    world=world_size(cfg),
-                    dtype=str(cfg.model.dtype),
-                    cluster={
-                        "gpus_per_node": max(1, int(launcher["gpus_per_node"])),
-                        "num_nodes": int(launcher["nodes"]),
-                    },
                     pairs_dir=pairs,
                     tokenizer=tok,
-                    model_type=_model_type(str(init_ckpt)),
-                    wandb_project=str(cfg.logger.project),
                 )
             except NotExportable as e:
                 not_exported[p.name] = str(e)
                 continue
-            exported[p.name] = job_dir
-            jobs.append({**summary, "job_dir": str(job_dir), "after": after})
-        root.mkdir(parents=True, exist_ok=True)
-        (root / "submit.sh").write_text(submit_script(jobs, launcher, nemo_rl_dir))
-        (root / "submit.sh").chmod(0o755)
+            exported[p.name] = Path(summary["job_dir"])
+            jobs.append({**summary, "after": after})
+        write_submit(root / "submit.sh", jobs, launcher)
         report = {
             "run_dir": str(prep.run_dir),
-            "nemo_rl_dir": nemo_rl_dir,
+            "nemo_rl_dir": launcher["nemo_rl_dir"],
             "jobs": jobs,
             "not_exported": not_exported,
         }

@@ -279,7 +279,12 @@ def run_stage(p: PlannedStage, cfg: DictConfig, prep: Prepared) -> Manifest:
             preempted=pre.preempted,
         )
         try:
-            out = stage_module(p.kind).run(p.cfg, inputs)
+            if p.cfg.get("backend") == "nemo_rl":
+                from posttrain.export import handoff
+
+                out = handoff.run(p, cfg, inputs)
+            else:
+                out = stage_module(p.kind).run(p.cfg, inputs)
         except Preempted as e:
             m.error = f"preempted at step {e.step}; checkpoint saved, requeued"
             save(stage_dir, m)

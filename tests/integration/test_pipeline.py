@@ -223,3 +223,30 @@ def test_sigkill_mid_stage_resumes_from_last_step(tmp_path):
     assert a.keys() == b.keys()
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+
+
+def test_backend_nemo_rl_writes_the_job_then_takes_its_checkpoint(tmp_path):
+    """``stage.sft.backend=nemo_rl``: the first run writes the job and stops with a one-line message; once
+    the job's ``hf/`` checkpoint exists (here a copy of the input, standing in for NeMo-RL's output: NeMo-RL
+    cannot run on this machine) a rerun finishes the stage with it, without training."""
+    import shutil
+
+    args = ["pipeline.stages=[sft]", "stage.sft.backend=nemo_rl"]
+    first = run_cli(tmp_path, *args, check=False)
+    assert first.returncode == 2
+    job = tmp_path / "nemo_rl" / "01_sft"
+    err = first.stderr.strip().splitlines()[-1]
+    assert (
+        err.startswith("error: stage sft: backend=nemo_rl wrote its NeMo-RL job")
+        and f"{job}/submit.sh" in err
+    )
+    assert json.loads((tmp_path / "01_sft" / "manifest.json").read_text())["status"] == "failed"
+    config = yaml.safe_load((job / "config.yaml").read_text())
+    assert config["policy"]["model_name"] == str(tmp_path / "00_init" / "checkpoint")
+    assert subprocess.run(["bash", "-n", str(job / "submit.sh")]).returncode == 0
+    shutil.copytree(tmp_path / "00_init" / "checkpoint", job / "hf")
+    run_cli(tmp_path, *args)
+    m = json.loads((tmp_path / "01_sft" / "manifest.json").read_text())
+    assert m["status"] == "done" and m["metrics"] == {"backend": "nemo_rl"}
+    assert (tmp_path / "01_sft" / "checkpoint").resolve() == (job / "hf").resolve()
+    assert not (tmp_path / "01_sft" / "trainer").exists()

@@ -41,3 +41,23 @@ def test_data_build_help_lists_fields_and_recipes():
     recipes = [r.strip() for r in text.split("recipes:")[1].splitlines()[0].split(",")]
     assert {"nano2", "nano2_tiny"} <= set(recipes)
     assert "seed=0" in text and "Seed for generation" in text
+
+
+def test_export_usage_and_missing_out():
+    """`export nemo_rl --help` prints the usage; a missing out= is a one-line error before any work."""
+    help_ = subprocess.run(
+        [sys.executable, "-m", "posttrain.cli", "export", "nemo_rl", "--help"], capture_output=True, text=True
+    )
+    assert help_.returncode == 0 and "posttrain export nemo_rl pipeline=<name> out=<dir>" in help_.stdout
+    bad = subprocess.run(
+        [sys.executable, "-m", "posttrain.cli", "export", "nemo_rl", "pipeline=nano2_smoke"],
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith(
+        "error: export nemo_rl: missing out="
+    )
+    assert (
+        subprocess.run([sys.executable, "-m", "posttrain.cli", "export", "x"], capture_output=True).returncode
+        == 2
+    )
