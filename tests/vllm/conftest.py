@@ -1,0 +1,32 @@
+"""The vLLM tier: a real vLLM server (the CPU build, from ``.venv-vllm``) serving our tiny hybrid
+NemotronH checkpoint. Skipped, with the reason, when the venv is not installed (``make vllm-venv``)."""
+
+from __future__ import annotations
+
+import pytest
+
+from posttrain.inference.vllm_server import VLLMServer, vllm_python
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "tests/vllm/" in str(item.fspath):
+            item.add_marker(pytest.mark.vllm)
+            if vllm_python() is None:
+                item.add_marker(
+                    pytest.mark.skip(reason="no vLLM venv (.venv-vllm): `make vllm-venv` installs it")
+                )
+
+
+@pytest.fixture(scope="session")
+def tiny_ckpt(tmp_path_factory, tiny) -> str:
+    from posttrain.models import save_checkpoint
+
+    model, tok = tiny
+    return str(save_checkpoint(model, tok, tmp_path_factory.mktemp("vllm") / "checkpoint"))
+
+
+@pytest.fixture(scope="session")
+def server(tiny_ckpt):
+    with VLLMServer(tiny_ckpt, name="tiny", max_model_len=512) as srv:
+        yield srv
