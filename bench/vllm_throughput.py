@@ -74,8 +74,8 @@ def main() -> None:
             record(
                 "hf",
                 width,
-                lambda: generate_budgeted(
-                    model, tok, texts, budget=None, max_tokens=a.max_tokens, grace_tokens=0, batch_size=width
+                lambda w=width: generate_budgeted(
+                    model, tok, texts, budget=None, max_tokens=a.max_tokens, grace_tokens=0, batch_size=w
                 ),
             )
     env_threads = {"OMP_NUM_THREADS": str(a.threads)}
@@ -90,7 +90,7 @@ def main() -> None:
             record(
                 "vllm",
                 width,
-                lambda: complete(srv.url, "bench", texts, max_tokens=a.max_tokens, concurrency=width),
+                lambda w=width: complete(srv.url, "bench", texts, max_tokens=a.max_tokens, concurrency=w),
             )
     res = {
         "machine": f"{platform.machine()} {os.cpu_count()} CPUs",
