@@ -146,12 +146,22 @@ def _common(cfg: Any, job: JobConfig, algo: str, dtype: str) -> None:
     _scheduler(cfg, job)
 
 
-def sft_config(cfg: Any, world: int, dtype: str) -> JobConfig:
-    job = JobConfig("sft")
-    _common(cfg, job, "sft", dtype)
-    gbs = int(cfg.per_device_train_batch_size) * int(cfg.gradient_accumulation_steps) * world
-    job.set("gradient_accumulation_steps", "policy.train_global_batch_size", gbs)
+def _global_batch(cfg: Any, world: int) -> int:
+    """Samples per optimizer step (TRL): per device x accumulation x processes."""
+    return int(cfg.per_device_train_batch_size) * int(cfg.gradient_accumulation_steps) * world
+
+
+def _supervised(cfg: Any, algo: str, world: int, dtype: str) -> JobConfig:
+    """What SFT and DPO share: the common fields, the global batch and the sequence length."""
+    job = JobConfig(algo)
+    _common(cfg, job, algo, dtype)
+    job.set("gradient_accumulation_steps", "policy.train_global_batch_size", _global_batch(cfg, world))
     job.set("max_length", "policy.max_total_sequence_length", int(cfg.max_length))
+    return job
+
+
+def sft_config(cfg: Any, world: int, dtype: str) -> JobConfig:
+    job = _supervised(cfg, "sft", world, dtype)
     job.set("packing", "policy.sequence_packing.enabled", bool(cfg.packing))
     job.drop("packing_strategy", "NeMo-RL packs with its own modified_first_fit_decreasing")
     job.set("eval_steps", "sft.val_period", int(cfg.eval_steps) or int(cfg.max_steps))
@@ -162,11 +172,7 @@ def sft_config(cfg: Any, world: int, dtype: str) -> JobConfig:
 
 
 def dpo_config(cfg: Any, world: int, dtype: str) -> JobConfig:
-    job = JobConfig("dpo")
-    _common(cfg, job, "dpo", dtype)
-    gbs = int(cfg.per_device_train_batch_size) * int(cfg.gradient_accumulation_steps) * world
-    job.set("gradient_accumulation_steps", "policy.train_global_batch_size", gbs)
-    job.set("max_length", "policy.max_total_sequence_length", int(cfg.max_length))
+    job = _supervised(cfg, "dpo", world, dtype)
     job.set("beta", "dpo.reference_policy_kl_penalty", float(cfg.beta))
     losses = str(cfg.loss_type).split("+")
     weights = list(cfg.loss_weights) or [1.0] * len(losses)
@@ -185,7 +191,7 @@ def dpo_config(cfg: Any, world: int, dtype: str) -> JobConfig:
 def grpo_config(cfg: Any, world: int, dtype: str) -> JobConfig:
     job = JobConfig("grpo")
     _common(cfg, job, "grpo", dtype)
-    completions = int(cfg.per_device_train_batch_size) * int(cfg.gradient_accumulation_steps) * world
+    completions = _global_batch(cfg, world)  # TRL's GRPO batch counts completions
     if completions % int(cfg.num_generations):
         raise PosttrainError(
             f"stage grpo: {completions} completions per step is not a multiple of num_generations "
