@@ -248,7 +248,7 @@ def _in_memory(cfg: RecipeConfig, tok) -> tuple[dict, list, dict]:
             samples, build_index(list(cfg.decontam_sets), cfg.ngram), cfg.ngram
         )
     prompts = assign_splits(samples, cfg.splits, cfg.seed)
-    off = pair_off(samples, cfg.off_fraction, cfg.seed)
+    off = pair_off(samples, cfg.off_fraction, cfg.seed, frozenset(cfg.off_working))
     samples += off
     n_trunc = truncate_share(samples, cfg.truncate_fraction, tuple(cfg.truncate_budget), cfg.seed, tok)
     samples, lens, rlens = _length_check(samples, tok, cfg, rejects)

@@ -85,6 +85,9 @@ class RecipeConfig:
     )
     sources: list[SourceConfig] = _f([], "External datasets to mix in (canonical schema or an adapter).")
     off_fraction: float = _f(0.10, "Share of prompts also paired with a reasoning-OFF copy (empty think).")
+    off_working: list[str] = _f(
+        [], "Domains whose OFF copies show the emptied trace as working at the head of the answer."
+    )
     truncate_fraction: float = _f(0.05, "Share of reasoning-ON samples whose reasoning trace is truncated.")
     truncate_budget: list[int] = _f([8, 48], "[min, max] thinking budget in tokens for truncated samples.")
     splits: dict[str, float] = _f({"train": 0.9, "validation": 0.05, "test": 0.05}, "Split proportions.")
@@ -141,6 +144,8 @@ class RecipeConfig:
             raise bad(
                 "domains", f"unknown domains {sorted(unknown)} or negative weight; known: {sorted(DOMAINS)}"
             )
+        if set(self.off_working) - set(DOMAINS):
+            raise bad("off_working", f"unknown domains {sorted(set(self.off_working) - set(DOMAINS))}")
         for task, opts in self.math_tasks.items():
             if not isinstance(opts, dict) or float(opts.get("weight", 1.0)) < 0:
                 raise bad(f"math_tasks.{task}", "must be a mapping with a non-negative weight")

@@ -138,7 +138,7 @@ def work(task: tuple) -> dict:
         samples.append(_truncate(s, cfg, tok))
         if copy:
             rows.append({**info, "owner": len(rows) - 1, "on": False})
-            samples.append(off_copy(s))
+            samples.append(off_copy(s, s["category"] in cfg.off_working))
     measured = _measure(samples, tok) if samples else {"n_tokens": [], "reasoning_tokens": []}
     n_tok, r_tok = measured["n_tokens"], measured["reasoning_tokens"]
     views = {v: {sp: ([], []) for sp in SPLITS} for v in FEATURES}

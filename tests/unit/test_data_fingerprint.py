@@ -16,6 +16,7 @@ CHANGES = {
     "streaming": True,
     "domains": {"math": 1.0},
     "off_fraction": 0.2,
+    "off_working": ["math"],
     "truncate_fraction": 0.3,
     "truncate_budget": [4, 9],
     "splits": {"train": 0.8, "validation": 0.1, "test": 0.1},
