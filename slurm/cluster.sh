@@ -72,7 +72,7 @@ write_config() {
   local cpus mem_kb mem_mb headroom user
   mkdir -p "$ETC" "$RUN" "$LOG" "$STATE_DIR/ctld" "$STATE_DIR/slurmd" "$STATE_DIR/tmp"
   chmod 755 "$STATE_DIR" "$ETC" "$RUN" "$LOG"
-  cpus=$(nproc)
+  cpus=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)  # nproc honours OMP_NUM_THREADS
   mem_kb=$(awk '/^MemTotal:/ {print $2}' /proc/meminfo)
   mem_mb=$((mem_kb / 1024))
   # leave 10% (at least 512 MiB) so slurmd never sees RealMemory > actual memory (node INVAL)

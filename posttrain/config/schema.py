@@ -352,6 +352,11 @@ class RootConfig:
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     deepspeed: dict[str, Any] | None = _f(None, "DeepSpeed config dict (+deepspeed=zero2|zero3).")
     only_stage: str | None = _f(None, "Run just this stage (launchers use it); upstream stages must be done.")
+    nemo_rl_write_only: bool = _f(
+        False,
+        "Set by the Slurm launcher on the job before a backend=nemo_rl stage's NeMo-RL job (with "
+        "only_stage): write that job, leave the stage pending and exit 0.",
+    )
     launched_resume: bool | None = _f(
         None,
         "Set by the torchrun launcher on the processes of the stage it starts (with only_stage): whether "

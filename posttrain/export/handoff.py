@@ -5,7 +5,10 @@ data, ``command.sh``, and a one-job ``submit.sh``) from its resolved input check
 one-line message saying how to run it. The job trains on NeMo-RL and converts its last step to
 ``hf/``. A rerun of the same command (same fingerprint, so the stage resumes) finds ``hf/config.json``
 and finishes the stage with that checkpoint (a symlink, like the preference stage's pass-through);
-the stages after it then run as usual.
+the stages after it then run as usual. Under ``launcher=slurm`` the three steps are three jobs chained
+``afterok`` (``posttrain.launch.slurm_pipeline``): this stage with ``nemo_rl_write_only=true`` (writes
+the job, leaves the stage ``pending``), NeMo-RL's ``ray.sub`` running ``command.sh``, and this stage
+again, which takes ``hf/``.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from omegaconf import OmegaConf
 
 from posttrain import PosttrainError
 from posttrain.export.jobs import stage_job, write_submit
-from posttrain.stages.base import StageInputs, StageOutputs, link_checkpoint
+from posttrain.stages.base import HandedOff, StageInputs, StageOutputs, link_checkpoint
 
 
 class NemoRLJobPending(PosttrainError):
@@ -40,6 +43,8 @@ def run(p: Any, cfg: Any, inputs: StageInputs) -> StageOutputs:
         p, cfg, model=inputs.checkpoint, run_dir=run_dir, seed=inputs.seed, pairs_dir=pairs, tokenizer=tok
     )
     write_submit(job_dir / "submit.sh", [{**summary, "after": None}], OmegaConf.to_container(cfg.launcher))
+    if cfg.get("nemo_rl_write_only"):  # the Slurm launcher submitted the job after this one
+        raise HandedOff(f"wrote its NeMo-RL job to {job_dir}", {"nemo_rl_job": str(job_dir)})
     raise NemoRLJobPending(
         f"stage {p.name}: backend=nemo_rl wrote its NeMo-RL job to {job_dir}; run `bash {job_dir}/submit.sh` "
         f"(or `bash {job_dir}/command.sh` inside an allocation), then rerun this command to take {hf}"

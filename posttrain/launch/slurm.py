@@ -73,6 +73,9 @@ class SlurmJobSpec:
     env: dict[str, str] = field(default_factory=dict)
     # launcher for multi-process stages, e.g. [sys.executable, "-m", "torch.distributed.run"]
     torchrun: list[str] | str = "torchrun"
+    # submit this existing batch script as-is (NeMo-RL's ray.sub) instead of rendering ours; ``command``
+    # is then only recorded, the resources go on sbatch's command line and ``env`` into its environment
+    script: str | None = None
 
     def __post_init__(self) -> None:
         if not _NAME_OK.match(self.name):
@@ -154,8 +157,27 @@ def render_sbatch(spec: SlurmJobSpec) -> str:
     )
 
 
-def _run(args: list[str], timeout: float = 30.0) -> subprocess.CompletedProcess:
-    return subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False)
+def _run(
+    args: list[str], timeout: float = 30.0, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    return subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False, env=env)
+
+
+def script_options(spec: SlurmJobSpec) -> list[str]:
+    """sbatch options for a ``spec.script`` job: what our template would put in ``#SBATCH`` lines."""
+    opts = [
+        f"--job-name={spec.name}",
+        f"--nodes={spec.nodes}",
+        f"--time={spec.time}",
+        f"--mem={spec.mem}",
+        f"--chdir={spec.workdir}",
+        f"--output={spec.output_path}",
+        f"--error={spec.error_path}",
+    ]
+    opts += [f"--{k}={v}" for k, v in (("partition", spec.partition), ("account", spec.account)) if v]
+    if spec.gpus_per_node:
+        opts.append(f"--gres=gpu:{spec.gpus_per_node}")
+    return opts + [ln.replace("#SBATCH", "", 1).strip() for ln in spec.extra_sbatch]
 
 
 def submit_chain(
@@ -179,15 +201,20 @@ def submit_chain(
     prev = depends_on
     for spec in specs:
         Path(spec.log_dir).mkdir(parents=True, exist_ok=True)  # Slurm does not create output dirs
-        script = script_dir / f"{spec.name}.sbatch"
-        script.write_text(render_sbatch(spec))
-        script.chmod(0o755)
-        cmd = ["sbatch", "--parsable"]
+        cmd, env = ["sbatch", "--parsable"], None
+        if spec.script:
+            script = Path(spec.script)
+            cmd += script_options(spec)
+            env = {**os.environ, **spec.env}
+        else:
+            script = script_dir / f"{spec.name}.sbatch"
+            script.write_text(render_sbatch(spec))
+            script.chmod(0o755)
         if prev:
             cmd += [f"--dependency=afterok:{prev}", "--kill-on-invalid-dep=yes"]
         cmd.append(str(script))
         try:
-            res = _run(cmd)
+            res = _run(cmd, env=env)
             rc, out, err = res.returncode, res.stdout, res.stderr
         except (OSError, subprocess.TimeoutExpired) as exc:
             rc, out, err = 127, "", f"{type(exc).__name__}: {exc}"

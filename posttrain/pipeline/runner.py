@@ -41,7 +41,7 @@ from posttrain.pipeline.lock import RunLock, acquire
 from posttrain.pipeline.manifest import Manifest, load_manifest, read_digest, save_manifest, write_json_atomic
 from posttrain.pipeline.plan import INIT, PlannedStage, build_plan, claims_of
 from posttrain.stages import stage_module
-from posttrain.stages.base import Preempted, StageInputs
+from posttrain.stages.base import HandedOff, Preempted, StageInputs
 from posttrain.tracking.jsonl import MetricsCallback
 from posttrain.tracking.wandb import stage_run
 
@@ -221,6 +221,8 @@ def begin_stage(p: PlannedStage, prep: Prepared) -> tuple[Manifest, bool]:
         slurm_job_id=os.environ.get("SLURM_JOB_ID") or (old.slurm_job_id if old else None),
         upstream=prep.upstream(p.name),
     )
+    if old and old.fingerprint == fp and "slurm_jobs" in old.outputs:  # a backend=nemo_rl stage's chain
+        m.outputs = {"slurm_jobs": old.outputs["slurm_jobs"]}
     if _is_main() and prep.launched_resume is None:
         if not resume and stage_dir.exists():
             shutil.rmtree(stage_dir)
@@ -285,6 +287,13 @@ def run_stage(p: PlannedStage, cfg: DictConfig, prep: Prepared) -> Manifest:
                 out = handoff.run(p, cfg, inputs)
             else:
                 out = stage_module(p.kind).run(p.cfg, inputs)
+        except HandedOff as e:
+            m.status, m.error, m.outputs = "pending", None, {**m.outputs, **e.outputs}
+            if m.outputs.get("slurm_jobs"):  # status follows the job that will finish the stage
+                m.slurm_job_id = m.outputs["slurm_jobs"][-1][1]
+            save(stage_dir, m)
+            log.info("stage %s: %s", p.name, e)
+            return m
         except Preempted as e:
             m.error = f"preempted at step {e.step}; checkpoint saved, requeued"
             save(stage_dir, m)

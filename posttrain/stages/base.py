@@ -155,6 +155,16 @@ def trim_metrics(path: Path, step: int) -> None:
     os.replace(tmp, path)
 
 
+class HandedOff(Exception):
+    """The stage wrote a job for an external trainer (``backend=nemo_rl`` under the Slurm launcher) and
+    waits for its checkpoint: the stage stays ``pending`` (not failed) and the process exits 0, so the
+    job chained ``afterok`` on this one runs."""
+
+    def __init__(self, message: str, outputs: dict[str, Any]):
+        super().__init__(message)
+        self.outputs = outputs
+
+
 class Preempted(Exception):
     """Training stopped on a preemption signal after saving a trainer checkpoint."""
 

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from posttrain.launch.slurm import job_info
 
@@ -95,3 +96,63 @@ def test_usr1_saves_requeues_and_resumes(tmp_path, wait_for_states):
     assert m["status"] == "done" and m["attempts"] == 2
     step = int(m["metrics"]["resumed_from"].rsplit("-", 1)[1])
     assert 0 < step < 30 and m["metrics"]["global_step"] == 30
+
+
+RAY_SUB = """#!/usr/bin/env bash
+# Stand-in for NeMo-RL's ray.sub (NeMo-RL cannot be installed here). The real one starts a Ray cluster
+# on the allocation and runs $COMMAND on its head node in $CONTAINER; this one records what it was
+# given and runs $COMMAND, whose NeMo-RL call then fails for want of NeMo-RL.
+printf 'COMMAND=%s\\nNEMO_RL_DIR=%s\\nPWD=%s\\n' "$COMMAND" "$NEMO_RL_DIR" "$PWD" > ray_env.txt
+exec bash -c "$COMMAND"
+"""
+
+
+def test_backend_nemo_rl_stage_is_write_then_ray_sub_then_collect(tmp_path, wait_for_states):
+    """A ``backend=nemo_rl`` stage is three chained jobs: write the NeMo-RL job (stage stays pending),
+    NeMo-RL's ray.sub running its command.sh, then the stage again taking ``hf/``. NeMo-RL itself cannot
+    run here, so its job fails and the collect job is cancelled with it; once ``hf/`` exists (a copy of
+    the input, standing in for NeMo-RL's converted output) a resubmit sends only the collect job."""
+    import shutil
+
+    run_dir, nemo = tmp_path / "run", tmp_path / "nemo-rl"
+    args = ["pipeline.stages=[sft]", "stage.sft.backend=nemo_rl", f"launcher.nemo_rl_dir={nemo}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "posttrain.cli",
+        "run",
+        "pipeline=nano2_smoke",
+        f"run_dir={run_dir}",
+        *SLURM,
+        *args,
+    ]
+    missing = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert missing.returncode == 2 and missing.stderr.strip().splitlines()[-1].startswith(
+        f"error: launcher.nemo_rl_dir: {nemo}/ray.sub not found"
+    ), missing.stderr[-2000:]
+    nemo.mkdir()
+    (nemo / "ray.sub").write_text(RAY_SUB)
+    ids = submit(run_dir, *args)
+    pairs = manifest(run_dir, "01_sft")["outputs"]["slurm_jobs"]
+    jobs = dict(pairs)
+    assert [name for name, _ in pairs] == ["pt-sft-write", "pt-sft-nemo-rl", "pt-sft"] and ids == {"sft": jobs["pt-sft"]}
+    states = wait_for_states(list(jobs.values()), timeout=600)
+    assert [states[j] for j in jobs.values()] == ["COMPLETED", "FAILED", "CANCELLED"], (states, logs(run_dir))
+    m = manifest(run_dir, "01_sft")
+    job = run_dir / "nemo_rl" / "01_sft"
+    assert m["status"] == "pending" and m["outputs"]["nemo_rl_job"] == str(job)
+    assert m["slurm_job_id"] == jobs["pt-sft"]
+    config = yaml.safe_load((job / "config.yaml").read_text())
+    assert config["policy"]["model_name"] == str(run_dir / "00_init" / "checkpoint")
+    env = dict(ln.split("=", 1) for ln in (nemo / "ray_env.txt").read_text().splitlines())
+    assert env == {"COMMAND": f"bash {job}/command.sh", "NEMO_RL_DIR": str(nemo), "PWD": str(nemo)}
+    assert job_info(jobs["pt-sft-nemo-rl"])["Command"] == str(nemo / "ray.sub")
+
+    shutil.copytree(run_dir / "00_init" / "checkpoint", job / "hf")
+    again = submit(run_dir, *args)
+    assert list(again) == ["sft"] and "slurm_jobs" not in manifest(run_dir, "01_sft")["outputs"]
+    states = wait_for_states(list(again.values()), timeout=300)
+    assert set(states.values()) == {"COMPLETED"}, (states, logs(run_dir))
+    m = manifest(run_dir, "01_sft")
+    assert m["status"] == "done" and m["metrics"] == {"backend": "nemo_rl"}
+    assert (run_dir / "01_sft" / "checkpoint").resolve() == (job / "hf").resolve()
