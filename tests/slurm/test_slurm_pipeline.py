@@ -135,7 +135,9 @@ def test_backend_nemo_rl_stage_is_write_then_ray_sub_then_collect(tmp_path, wait
     ids = submit(run_dir, *args)
     pairs = manifest(run_dir, "01_sft")["outputs"]["slurm_jobs"]
     jobs = dict(pairs)
-    assert [name for name, _ in pairs] == ["pt-sft-write", "pt-sft-nemo-rl", "pt-sft"] and ids == {"sft": jobs["pt-sft"]}
+    assert [name for name, _ in pairs] == ["pt-sft-write", "pt-sft-nemo-rl", "pt-sft"] and ids == {
+        "sft": jobs["pt-sft"]
+    }
     states = wait_for_states(list(jobs.values()), timeout=600)
     assert [states[j] for j in jobs.values()] == ["COMPLETED", "FAILED", "CANCELLED"], (states, logs(run_dir))
     m = manifest(run_dir, "01_sft")
