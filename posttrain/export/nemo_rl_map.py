@@ -220,6 +220,8 @@ def grpo_config(cfg: Any, world: int, dtype: str) -> JobConfig:
     job.drop("length_slope", "no length penalty in NeMo-RL's math environment")
     job.drop("max_prompts", "applied when the job's data was written")
     job.drop("off_fraction", "applied when the job's data was written (one dataset per mode)")
+    for f in ("vllm_mode", "vllm_server_base_url", "vllm_gpu_memory_utilization"):
+        job.drop(f, "NeMo-RL always generates with vLLM (policy.generation.vllm_cfg)")
     return job
 
 

