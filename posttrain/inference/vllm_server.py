@@ -62,6 +62,7 @@ class VLLMServer:
         dtype: str = "float32",
         kv_cache_gib: int = 1,
         extra_args: tuple[str, ...] = (),
+        reasoning: bool = False,
         log_path: str | Path | None = None,
         timeout_s: float = START_TIMEOUT_S,
     ):
@@ -78,6 +79,11 @@ class VLLMServer:
             "--host", "127.0.0.1", "--dtype", dtype, "--max-model-len", str(max_model_len),
             "--gpu-memory-utilization", "0.25", "--no-enable-prefix-caching", *extra_args,
         ]  # fmt: skip
+        if reasoning:  # vLLM's thinking_token_budget: our trace markers, closing as our template does
+            from posttrain.reasoning import TEMPLATE_CLOSE, THINK_OPEN
+
+            conf = {"reasoning_start_str": THINK_OPEN, "reasoning_end_str": TEMPLATE_CLOSE}
+            self.args += ["--reasoning-config", json.dumps(conf)]
         self.env = {
             **os.environ,
             "VLLM_CPU_KVCACHE_SPACE": str(kv_cache_gib),
@@ -137,9 +143,12 @@ def complete(
     seed: int | None = None,
     concurrency: int = 8,
     timeout: float = 600.0,
+    thinking_token_budget: int | None = None,
 ) -> list[Completion]:
     """One ``/v1/completions`` request per prompt (``max_tokens`` one for all or one per prompt),
-    ``concurrency`` in flight; results in prompt order."""
+    ``concurrency`` in flight; results in prompt order. ``thinking_token_budget`` is vLLM's own budget
+    (one call: after that many trace tokens the server forces its ``reasoning_end_str``); it needs a
+    server started with ``VLLMServer(..., reasoning=True)``."""
     caps = max_tokens if isinstance(max_tokens, list) else [max_tokens] * len(prompts)
 
     def one(args: tuple[str, int]) -> Completion:
@@ -156,6 +165,8 @@ def complete(
         }
         if seed is not None:
             body["seed"] = seed
+        if thinking_token_budget is not None:
+            body["thinking_token_budget"] = thinking_token_budget
         req = urllib.request.Request(
             f"{url.rstrip('/')}/v1/completions",
             json.dumps(body).encode(),

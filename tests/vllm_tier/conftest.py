@@ -29,5 +29,16 @@ def tiny_ckpt(tmp_path_factory, tiny) -> str:
 
 @pytest.fixture(scope="session")
 def server(tiny_ckpt):
-    with VLLMServer(tiny_ckpt, name="tiny", max_model_len=512) as srv:
-        yield srv
+    """One server for the tier (each start costs 60-200 s here): with our trace markers as its reasoning
+    config (``thinking_token_budget``), and started as TRL documents for its client (dev-mode endpoints, an
+    NCCL weight-transfer engine); neither changes what a plain request generates."""
+    import json
+    import os
+
+    os.environ["VLLM_SERVER_DEV_MODE"] = "1"
+    extra = ("--weight-transfer-config", json.dumps({"backend": "nccl"}))
+    try:
+        with VLLMServer(tiny_ckpt, name="tiny", max_model_len=512, reasoning=True, extra_args=extra) as srv:
+            yield srv
+    finally:
+        os.environ.pop("VLLM_SERVER_DEV_MODE", None)

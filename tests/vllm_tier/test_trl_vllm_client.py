@@ -10,10 +10,8 @@ from __future__ import annotations
 import json
 import subprocess
 
-import pytest
-
 from posttrain.inference.generate import render_prompts
-from posttrain.inference.vllm_server import VLLMServer, complete, vllm_python
+from posttrain.inference.vllm_server import complete, vllm_python
 from posttrain.reasoning import FLAG_ON
 
 CLIENT = r"""
@@ -33,31 +31,17 @@ print(json.dumps({"completion_ids": out["completion_ids"], "weight_transfer": in
 """
 
 
-@pytest.fixture(scope="module")
-def trl_server(tiny_ckpt, tmp_path_factory):
-    import os
-
-    extra = ("--weight-transfer-config", json.dumps({"backend": "nccl"}))
-    os.environ["VLLM_SERVER_DEV_MODE"] = "1"
-    try:
-        log = tmp_path_factory.mktemp("trl-vllm") / "server.log"
-        with VLLMServer(tiny_ckpt, name="tiny", max_model_len=512, extra_args=extra, log_path=log) as srv:
-            yield srv
-    finally:
-        os.environ.pop("VLLM_SERVER_DEV_MODE", None)
-
-
-def test_trl_client_generates_like_our_http_path_and_weight_sync_needs_cuda(trl_server, tiny):
+def test_trl_client_generates_like_our_http_path_and_weight_sync_needs_cuda(server, tiny):
     _, tok = tiny
     texts = render_prompts(
         tok, [[{"role": "system", "content": FLAG_ON}, {"role": "user", "content": "Add 2 and 3."}]]
     )
     res = subprocess.run(
-        [str(vllm_python()), "-c", CLIENT, trl_server.url, json.dumps(texts)], capture_output=True, text=True
+        [str(vllm_python()), "-c", CLIENT, server.url, json.dumps(texts)], capture_output=True, text=True
     )
     assert res.returncode == 0, res.stderr[-3000:]
     got = json.loads(res.stdout.strip().splitlines()[-1])
-    ours = complete(trl_server.url, "tiny", texts, max_tokens=16)
+    ours = complete(server.url, "tiny", texts, max_tokens=16)
     assert got["completion_ids"] == [list(c.ids) for c in ours]
     assert got["weight_transfer"] is not None
     assert got["sync"].startswith("NotImplementedError: Weight synchronization runs on vLLM's NCCL"), got[
