@@ -189,7 +189,7 @@ def _preference(cfg: Any, world: int) -> list[tuple[str, str]]:
         out.append(("max_samples", f"{cfg.max_samples} is below num_samples={cfg.num_samples}"))
     if not (_num(cfg.top_p) and 0 < cfg.top_p <= 1):
         out.append(("top_p", f"must be in (0, 1], got {cfg.top_p}"))
-    return out
+    return out + _one_of(cfg, "engine", ("hf", "vllm")) + _min(cfg, 1, "vllm_concurrency")
 
 
 def _merge(cfg: Any, world: int) -> list[tuple[str, str]]:

@@ -149,6 +149,12 @@ class PreferenceStageConfig(StageConfig):
     reference_chosen: bool = _f(
         False, "Opt-in, off-policy: after max_samples with no pass, pair the reference answer with a failure."
     )
+    engine: str = _f(
+        "hf",
+        "Sampling engine: hf (in-process generate) or vllm (a real vLLM server on the policy, started from "
+        ".venv-vllm or POSTTRAIN_VLLM_PYTHON; one request per sample, each with its own seed).",
+    )
+    vllm_concurrency: int = _f(8, "engine=vllm: requests in flight.")
 
 
 @dataclass

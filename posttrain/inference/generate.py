@@ -70,17 +70,20 @@ def timed_generate(model, stop_ids: set[int], **kwargs) -> torch.Tensor:
     t0 = time.perf_counter()
     out = model.generate(**kwargs)
     if _METERS:
-        dt = time.perf_counter() - t0
         new = out[:, kwargs["input_ids"].shape[1] :]
-        n = generated_tokens(new, stop_ids)
-        for m in _METERS:
-            m.calls, m.rows, m.tokens, m.seconds = (
-                m.calls + 1,
-                m.rows + len(new),
-                m.tokens + n,
-                m.seconds + dt,
-            )
+        record(len(new), generated_tokens(new, stop_ids), time.perf_counter() - t0)
     return out
+
+
+def record(rows: int, tokens: int, seconds: float) -> None:
+    """Add one generation call to the active ``metered()`` blocks (any engine)."""
+    for m in _METERS:
+        m.calls, m.rows, m.tokens, m.seconds = (
+            m.calls + 1,
+            m.rows + rows,
+            m.tokens + tokens,
+            m.seconds + seconds,
+        )
 
 
 def n_tokens(tok, text: str) -> int:
@@ -141,7 +144,8 @@ def generate_texts(
 ) -> list[list[str]]:
     """Continue each raw text; returns ``num_return_sequences`` decoded continuations per text.
 
-    Greedy when ``temperature == 0``. Continuations are decoded with ``skip_special_tokens=True``
+    Greedy when ``temperature == 0`` (one continuation per text, repeated: ``generate`` refuses greedy
+    with ``num_return_sequences > 1``). Continuations are decoded with ``skip_special_tokens=True``
     (``<think>``/``</think>`` and tool markers are non-special and survive). ``progress`` (a label)
     shows a progress bar over batches.
     """
@@ -154,6 +158,7 @@ def generate_texts(
             chunk = texts[start : start + batch_size]
             enc = tok(chunk, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
             sample = temperature > 0
+            per = num_return_sequences if sample else 1
             out = timed_generate(
                 model,
                 {tok.eos_token_id, tok.pad_token_id},
@@ -162,14 +167,15 @@ def generate_texts(
                 do_sample=sample,
                 temperature=temperature if sample else None,
                 top_p=top_p if sample else None,
-                num_return_sequences=num_return_sequences,
+                num_return_sequences=per,
                 pad_token_id=tok.pad_token_id,
                 eos_token_id=tok.eos_token_id,
             )
             new = out[:, enc["input_ids"].shape[1] :]
             decoded = tok.batch_decode(new, skip_special_tokens=True)
             for i in range(len(chunk)):
-                results.append(decoded[i * num_return_sequences : (i + 1) * num_return_sequences])
+                got = decoded[i * per : (i + 1) * per]
+                results.append(got if sample else got * num_return_sequences)
     finally:
         tok.padding_side = old_side
     return results

@@ -140,19 +140,20 @@ def complete(
     max_tokens: int | list[int],
     temperature: float = 0.0,
     top_p: float = 1.0,
-    seed: int | None = None,
+    seed: int | list[int] | None = None,
     concurrency: int = 8,
     timeout: float = 600.0,
     thinking_token_budget: int | None = None,
 ) -> list[Completion]:
-    """One ``/v1/completions`` request per prompt (``max_tokens`` one for all or one per prompt),
+    """One ``/v1/completions`` request per prompt (``max_tokens`` and ``seed`` one for all or one per prompt),
     ``concurrency`` in flight; results in prompt order. ``thinking_token_budget`` is vLLM's own budget
     (one call: after that many trace tokens the server forces its ``reasoning_end_str``); it needs a
     server started with ``VLLMServer(..., reasoning=True)``."""
     caps = max_tokens if isinstance(max_tokens, list) else [max_tokens] * len(prompts)
+    seeds = seed if isinstance(seed, list) else [seed] * len(prompts)
 
-    def one(args: tuple[str, int]) -> Completion:
-        prompt, cap = args
+    def one(args: tuple[str, int, int | None]) -> Completion:
+        prompt, cap, seed = args
         if cap <= 0:
             return Completion("", "length", 0)
         body = {
@@ -182,7 +183,7 @@ def complete(
         return Completion(choice["text"], choice.get("finish_reason") or "stop", tokens, ids)
 
     with ThreadPoolExecutor(max(1, concurrency)) as pool:
-        return list(pool.map(one, zip(prompts, caps)))
+        return list(pool.map(one, zip(prompts, caps, seeds)))
 
 
 def generate_budgeted_http(

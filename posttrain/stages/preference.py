@@ -33,8 +33,10 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from contextlib import contextmanager
 
 from datasets import Dataset
 
@@ -186,6 +188,38 @@ def mine_on_policy(
     return pairs, counts, records
 
 
+@contextmanager
+def policy_server(cfg, inputs: StageInputs):
+    """A vLLM server on the policy for ``engine=vllm`` (stopped after mining), else None."""
+    if cfg.engine != "vllm":
+        yield None
+        return
+    from posttrain.inference.vllm_server import VLLMServer
+
+    log = inputs.stage_dir / "vllm-policy.log"
+    with VLLMServer(
+        inputs.checkpoint, name="policy", max_model_len=2048, dtype=inputs.dtype, log_path=log
+    ) as srv:
+        yield srv
+
+
+def sample_http(url: str, cfg, texts: list[str], n: int, *, seed: int, call: int) -> list[list[str]]:
+    """``n`` samples per text from the server, one request each with its own seed (reproducible; the
+    same seed on every copy of a prompt would return n identical samples)."""
+    from posttrain.inference.generate import record
+    from posttrain.inference.vllm_server import complete
+
+    flat = [t for t in texts for _ in range(n)]
+    seeds = [(seed * 1_000_003 + call * 10_007 + i) % 2**31 for i in range(len(flat))]
+    t0 = time.perf_counter()
+    out = complete(
+        url, "policy", flat, max_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
+        seed=seeds, concurrency=cfg.vllm_concurrency,
+    )  # fmt: skip
+    record(len(out), sum(c.tokens for c in out), time.perf_counter() - t0)
+    return [[c.text for c in out[i * n : (i + 1) * n]] for i in range(len(texts))]
+
+
 def run(cfg, inputs: StageInputs) -> StageOutputs:
     import torch
 
@@ -195,8 +229,15 @@ def run(cfg, inputs: StageInputs) -> StageOutputs:
         raise PosttrainError(
             f"stage.{inputs.name}.max_samples: {cfg.max_samples} is below num_samples={cfg.num_samples}"
         )
+    if cfg.engine not in ("hf", "vllm"):
+        raise PosttrainError(f"stage.{inputs.name}.engine: {cfg.engine!r} is not one of hf, vllm")
     torch.manual_seed(inputs.seed)
-    model, tok = load_policy(inputs)
+    if cfg.engine == "vllm":
+        from posttrain.models import load_tokenizer
+
+        model, tok = None, load_tokenizer(inputs.checkpoint, trust_remote_code=inputs.trust_remote_code)
+    else:
+        model, tok = load_policy(inputs)
     ds = load_view(inputs, "rl", "train", categories=cfg.categories).shuffle(seed=inputs.seed)
     rows = ds.select(range(min(cfg.max_prompts, len(ds)))).to_list()
     texts = render_prompts(tok, [r["prompt"] for r in rows], [r.get("tools") for r in rows])
@@ -205,6 +246,10 @@ def run(cfg, inputs: StageInputs) -> StageOutputs:
     def sample_fn(indices: list[int], n: int) -> list[list[str]]:
         label = f"resample {len(indices)} unresolved prompts" if calls else "sample completions"
         calls.append(n)
+        if server is not None:
+            return sample_http(
+                server.url, cfg, [texts[i] for i in indices], n, seed=inputs.seed, call=len(calls)
+            )
         return generate_texts(
             model,
             tok,
@@ -221,7 +266,7 @@ def run(cfg, inputs: StageInputs) -> StageOutputs:
         return score(row["category"], row["metadata"], text, row["reasoning"])
 
     refs = reference_completions(tok, inputs, {r["uuid"] for r in rows}) if cfg.reference_chosen else None
-    with metered() as gen:
+    with metered() as gen, policy_server(cfg, inputs) as server:
         pairs, counts, records = mine_on_policy(
             rows,
             sample_fn,

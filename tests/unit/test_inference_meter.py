@@ -63,3 +63,15 @@ def test_metered_counts_each_row_until_its_eos(tiny):
         "g_seconds": 0.0,
         "g_tokens_per_s": 0.0,
     }
+
+
+def test_greedy_with_several_return_sequences_repeats_the_one_greedy_continuation(tiny):
+    """``generate`` refuses greedy decoding with ``num_return_sequences > 1``; greedy copies are identical,
+    so ``generate_texts`` decodes once per text and repeats it (preference mining at temperature 0)."""
+    model, tok = tiny
+    texts = ["Calculate 2 + 2.", "Sort 3, 1, 2."]
+    one = generate_texts(model, tok, texts, max_new_tokens=6, temperature=0.0)
+    with metered() as m:
+        three = generate_texts(model, tok, texts, max_new_tokens=6, temperature=0.0, num_return_sequences=3)
+    assert three == [o * 3 for o in one] and all(len(o) == 1 for o in one)
+    assert m.rows == len(texts)  # decoded once per text, not three times

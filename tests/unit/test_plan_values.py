@@ -51,6 +51,7 @@ CASES = [
     (["stage.preference.num_samples=0"], "stage.preference.num_samples", "must be >= 1"),
     (["stage.preference.max_samples=2"], "stage.preference.max_samples", "below num_samples=4"),
     (["stage.preference.top_p=0"], "stage.preference.top_p", "must be in (0, 1]"),
+    (["stage.preference.engine=sglang"], "stage.preference.engine", "unknown value 'sglang'"),
     ([*MERGE, "stage.merge.alpha=1.5"], "stage.merge.alpha", "must be in [0, 1], got 1.5"),
     ([*MERGE, "stage.merge.alpha=-0.1"], "stage.merge.alpha", "must be in [0, 1]"),
     (["stage.eval.modes=[on,bogus]"], "stage.eval.modes", "unknown mode(s) ['bogus']"),

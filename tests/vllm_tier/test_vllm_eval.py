@@ -35,3 +35,27 @@ def test_eval_engine_vllm_scores_like_hf(tmp_path):
     keys = ("uuid", "mode", "score", "format", "tokens", "finish_reason")
     assert [{k: g[k] for k in keys} for g in got] == [{k: h[k] for k in keys} for h in hf]
     assert [g["text"] for g in got] == [h["text"].rstrip("\ufffd") for h in hf]
+
+
+def test_preference_engine_vllm_samples_like_hf_when_greedy(tmp_path):
+    """``stage.preference.engine=vllm`` mines from a real vLLM server on the policy. Greedy (temperature
+    0), so its samples must equal the HF engine's, prompt by prompt; then sampled, with one seed per
+    request, the k samples of a prompt are not all copies."""
+
+    def mine(run_dir, *overrides):
+        run(run_dir, "pipeline.stages=[sft,preference]", "stage.preference.max_prompts=8",
+            "stage.preference.num_samples=2", "stage.preference.max_samples=2", *overrides)  # fmt: skip
+        path = run_dir / "02_preference" / "samples.jsonl"
+        return [json.loads(ln) for ln in path.read_text().splitlines()]
+
+    hf = mine(tmp_path, "stage.preference.temperature=0")
+    got = mine(tmp_path, "stage.preference.temperature=0", "stage.preference.engine=vllm")
+    assert (tmp_path / "02_preference" / "vllm-policy.log").exists() and len(got) == len(hf) == 8
+    assert [g["uuid"] for g in got] == [h["uuid"] for h in hf]
+    assert [[s for s in g["samples"]] for g in got] == [
+        [s.rstrip("\ufffd") for s in h["samples"]] for h in hf
+    ]
+    m = json.loads((tmp_path / "02_preference" / "manifest.json").read_text())["metrics"]
+    assert m["samples"] == 16 and m["generate_tokens"] > 0
+    sampled = mine(tmp_path, "stage.preference.temperature=1.0", "stage.preference.engine=vllm")
+    assert any(len(set(r["samples"])) > 1 for r in sampled)
