@@ -19,18 +19,15 @@ pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm_cluster")]
 SLURM = ["launcher=slurm", "launcher.partition=debug", "launcher.mem=2G", "launcher.cpus_per_task=2"]
 
 
+def run_cli(run_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
+    """``posttrain run pipeline=nano2_smoke`` with the Slurm launcher, as a user submits it."""
+    cmd = [sys.executable, "-m", "posttrain.cli", "run", "pipeline=nano2_smoke", f"run_dir={run_dir}"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([*cmd, *SLURM, *overrides], capture_output=True, text=True, env=env)
+
+
 def submit(run_dir: Path, *overrides: str) -> dict[str, str]:
-    cmd = [
-        sys.executable,
-        "-m",
-        "posttrain.cli",
-        "run",
-        "pipeline=nano2_smoke",
-        f"run_dir={run_dir}",
-        *SLURM,
-        *overrides,
-    ]
-    out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    out = run_cli(run_dir, *overrides)
     assert out.returncode == 0, out.stderr[-3000:]
     line = next(ln for ln in out.stdout.splitlines() if ln.startswith("submitted:"))
     if "nothing" in line:
@@ -116,17 +113,7 @@ def test_backend_nemo_rl_stage_is_write_then_ray_sub_then_collect(tmp_path, wait
 
     run_dir, nemo = tmp_path / "run", tmp_path / "nemo-rl"
     args = ["pipeline.stages=[sft]", "stage.sft.backend=nemo_rl", f"launcher.nemo_rl_dir={nemo}"]
-    cmd = [
-        sys.executable,
-        "-m",
-        "posttrain.cli",
-        "run",
-        "pipeline=nano2_smoke",
-        f"run_dir={run_dir}",
-        *SLURM,
-        *args,
-    ]
-    missing = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    missing = run_cli(run_dir, *args)
     assert missing.returncode == 2 and missing.stderr.strip().splitlines()[-1].startswith(
         f"error: launcher.nemo_rl_dir: {nemo}/ray.sub not found"
     ), missing.stderr[-2000:]
