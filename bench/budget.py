@@ -142,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--run-dir", default=DEFAULT_RUN_DIR, help="pipeline run dir (default: %(default)s)")
     ap.add_argument("--checkpoint", default=None, help="HF checkpoint dir (default: the run's final stage)")
     ap.add_argument("--data", default=None, help="data dir with an rl/ view (default: <run-dir>/data)")
-    sweep = SweepConfig()  # the sweep defaults every command shares (config/schema.py)
+    sweep = SweepConfig()  # the sweep defaults every command shares (config/stages.py)
     ap.add_argument("--split", default=sweep.split)
     ap.add_argument("--max-per-category", type=int, default=sweep.max_per_category)
     ap.add_argument("--budgets", default=",".join("none" if b is None else str(b) for b in sweep.budgets))

@@ -23,22 +23,35 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def probe(model, tok, rows, mode: str, k: int, temperatures: list[float]) -> dict:
+def probe(model, tok, rows, mode: str, k: int, temperatures: list[float], max_new_tokens: int) -> dict:
     from posttrain.inference.generate import generate_texts, render_prompts, with_reasoning_mode
-    from posttrain.rewards import score
+    from posttrain.rewards import format_reward, score
+
+    def strict(r, text):  # what GRPO's correctness_in_format pays
+        return score("math", r["metadata"], text, mode) * format_reward(text, mode)
 
     texts = render_prompts(tok, [with_reasoning_mode(r["prompt"], mode) for r in rows])
-    greedy = generate_texts(model, tok, texts, max_new_tokens=96, batch_size=64)
-    out = {"greedy": sum(score("math", r["metadata"], g[0], mode) for r, g in zip(rows, greedy)) / len(rows)}
+    greedy = generate_texts(model, tok, texts, max_new_tokens=max_new_tokens, batch_size=64)
+    n = len(rows)
+    out = {
+        "greedy": sum(score("math", r["metadata"], g[0], mode) for r, g in zip(rows, greedy)) / n,
+        "greedy_strict": sum(strict(r, g[0]) for r, g in zip(rows, greedy)) / n,
+    }
     for t in temperatures:
         samples = generate_texts(
-            model, tok, texts, max_new_tokens=96, temperature=t, num_return_sequences=k, batch_size=16
+            model, tok, texts, max_new_tokens=max_new_tokens, temperature=t, num_return_sequences=k, batch_size=16
         )
-        scores = [[score("math", r["metadata"], s, mode) for s in group] for r, group in zip(rows, samples)]
+        scores = [[strict(r, s) for s in group] for r, group in zip(rows, samples)]
         out[f"T{t:g}"] = {
-            "sampled": sum(map(sum, scores)) / (len(rows) * k),
-            f"pass@{k}": sum(any(s) for s in scores) / len(rows),
-            "zero_variance": sum(len(set(s)) == 1 for s in scores) / len(rows),
+            "sampled_strict": sum(map(sum, scores)) / (n * k),
+            f"pass@{k}_strict": sum(any(s) for s in scores) / n,
+            "zero_variance": sum(len(set(s)) == 1 for s in scores) / n,
+            "all_pass": sum(all(s) for s in scores) / n,
+            "all_fail": sum(not any(s) for s in scores) / n,
+            "greedy_fails_some_sample_passes": sum(
+                any(s) and not strict(r, g[0]) for r, g, s in zip(rows, greedy, scores)
+            )
+            / n,
         }
     return out
 
@@ -50,6 +63,8 @@ def main() -> None:
     ap.add_argument("--prompts", type=int, default=40)
     ap.add_argument("--k", type=int, default=8)
     ap.add_argument("--temperatures", type=float, nargs="+", default=[0.7, 1.0])
+    ap.add_argument("--max-new-tokens", type=int, default=64, help="GRPO's max_completion_length")
+    ap.add_argument("--out", default="bench/results/grpo_headroom.json")
     args = ap.parse_args()
     import torch
     from datasets import load_from_disk
@@ -62,15 +77,16 @@ def main() -> None:
     math = rl.filter(lambda c: c == "math", input_columns="category").shuffle(seed=1)
     rows = list(math.select(range(min(args.prompts, len(math)))))
     t0 = time.time()
-    res = {m: probe(model, tok, rows, m, args.k, args.temperatures) for m in ("on", "off")}
+    res = {m: probe(model, tok, rows, m, args.k, args.temperatures, args.max_new_tokens) for m in ("on", "off")}
     out = {
         "checkpoint": ckpt,
         "prompts": len(rows),
         "k": args.k,
+        "max_new_tokens": args.max_new_tokens,
         "modes": res,
         "wall_s": round(time.time() - t0, 1),
     }
-    path = ROOT / "bench" / "results" / "grpo_headroom.json"
+    path = ROOT / args.out
     path.write_text(json.dumps(out, indent=2) + "\n")
     print(json.dumps(out, indent=2))
 

@@ -10,9 +10,7 @@ and NeMo-RL's defaults allow). A randomly initialised model has zero reward vari
 
 from __future__ import annotations
 
-import time
-
-from trl import GRPOConfig, GRPOTrainer
+from trl import GRPOConfig
 
 from posttrain import PosttrainError
 from posttrain.inference.generate import with_reasoning_mode
@@ -33,51 +31,9 @@ from posttrain.stages.base import (
     peft_config,
     train_and_save,
 )
+from posttrain.stages.grpo_trainer import TimedGRPOTrainer
 
 KEEP = ("prompt", "category", "reasoning", "metadata")
-
-
-class TimedGRPOTrainer(GRPOTrainer):
-    """``GRPOTrainer`` that splits the wall time of training into rollout generation (TRL's
-    ``_generate``), scoring (the rest of ``_generate_and_score_completions``: rewards, old and
-    reference log-probs) and the update (the rest of ``training_step``: forward, backward, step)."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.timing = {"generate_s": 0.0, "rollout_s": 0.0, "train_s": 0.0, "rollout_tokens": 0}
-
-    def _generate(self, prompts):
-        t0 = time.perf_counter()
-        out = super()._generate(prompts)
-        self.timing["generate_s"] += time.perf_counter() - t0
-        self.timing["rollout_tokens"] += sum(len(ids) for ids in out[1])  # the completion ids
-        return out
-
-    def _generate_and_score_completions(self, inputs):
-        t0 = time.perf_counter()
-        out = super()._generate_and_score_completions(inputs)
-        self.timing["rollout_s"] += time.perf_counter() - t0
-        return out
-
-    def training_step(self, *args, **kwargs):
-        t0 = time.perf_counter()
-        out = super().training_step(*args, **kwargs)
-        self.timing["train_s"] += time.perf_counter() - t0
-        return out
-
-    def time_split(self) -> dict[str, float]:
-        """Rollout tokens/s and the shares of training time spent generating, scoring and updating."""
-        t = self.timing
-        total = t["train_s"] or float("nan")
-        return {
-            "rollout_tokens": t["rollout_tokens"],
-            "rollout_tokens_per_s": round(t["rollout_tokens"] / t["generate_s"], 2)
-            if t["generate_s"]
-            else 0.0,
-            "share_generate": round(t["generate_s"] / total, 4),
-            "share_score": round((t["rollout_s"] - t["generate_s"]) / total, 4),
-            "share_update": round(1 - t["rollout_s"] / total, 4),
-        }
 
 
 def reward_functions(cfg, tok) -> list:
@@ -197,6 +153,7 @@ def run(cfg, inputs: StageInputs) -> StageOutputs:
         processing_class=tok,
         peft_config=peft_config(cfg),
         callbacks=inputs.callbacks,
+        drop_zero_advantage=cfg.drop_zero_advantage,
     )
     metrics = train_and_save(trainer, tok, inputs)
     metrics.update(reward_trend(trainer.state.log_history))
