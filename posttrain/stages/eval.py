@@ -135,7 +135,11 @@ def evaluate(
     row_modes = assign_modes(rows, modes, interleave)
     all_rows, all_ids = rows, ids
     for mode in modes:
-        keep = [i for i, m in enumerate(row_modes) if mode in m]
+        # grouped by domain (stable): a batch stops when its longest answer does, and a math batch is
+        # done by ~60 tokens while chat runs to max_new_tokens
+        keep = sorted(
+            (i for i, m in enumerate(row_modes) if mode in m), key=lambda i: all_rows[i]["category"]
+        )
         rows, ids = [all_rows[i] for i in keep], [all_ids[i] for i in keep]
         texts = render_prompts(
             tok, [with_reasoning_mode(r["prompt"], mode) for r in rows], [r.get("tools") for r in rows]

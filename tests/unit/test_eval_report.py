@@ -3,6 +3,8 @@ and the eval stage's row selection (round-robin cap, joined splits) and mode val
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -291,3 +293,34 @@ def test_strict_deltas_see_the_mode_break(items):
     assert "strict accuracy (correct *and* well-formed)" in md
     with pytest.raises(ValueError, match="accuracy or strict"):
         deltas(both, metric="exact")
+
+
+def test_evaluate_batches_by_domain_and_scores_every_item_with_its_own_text(tokenizer):
+    """The eval generates each mode's prompts grouped by domain (a math batch stops early), and each
+    (uuid, mode) item is scored on the completion of its own prompt."""
+    from posttrain.inference.budget import BudgetResult
+    from posttrain.stages.eval import evaluate
+
+    rows = [
+        {"uuid": f"u{i}", "category": c, "prompt": [{"role": "user", "content": f"What is {i} + 0?"}],
+         "metadata": json.dumps({"answer": str(i), "harmful": True})}
+        for i, c in enumerate(["safety", "math", "math", "safety", "math"])
+    ]  # fmt: skip
+    calls: list[list[str]] = []
+
+    def generate(texts, *, budget, progress):
+        calls.append(list(texts))
+        answers = [t.split("What is ")[1].split(" + 0?")[0] for t in texts]  # echo the prompt's number
+        return [
+            BudgetResult("", f"\\boxed{{{a}}}", f"\\boxed{{{a}}}", 0, 3, False, "stop", False)
+            for a in answers
+        ]
+
+    items, samples = evaluate(
+        generate, tokenizer, rows, [r["uuid"] for r in rows], target="m", modes=["off"], budget=0
+    )
+    order = [t.split("What is ")[1].split(" + 0?")[0] for t in calls[0]]
+    assert [rows[int(i)]["category"] for i in order] == ["math", "math", "math", "safety", "safety"]
+    assert sorted(it["uuid"] for it in items) == sorted(r["uuid"] for r in rows)
+    math = {it["uuid"]: it["score"] for it in items if it["category"] == "math"}
+    assert math == {"u1": 1.0, "u2": 1.0, "u4": 1.0}  # each scored against its own answer
