@@ -322,20 +322,29 @@ def generate(cfg, indices: list[int]) -> list[dict]:
     return out
 
 
+@lru_cache(maxsize=1)
+def _by_name() -> dict[str, tuple[tuple[int, int], ...]]:
+    """Function name -> every (family, K) whose names spell it, in (family, K) order."""
+    out: dict[str, list[tuple[int, int]]] = {}
+    for f in range(_N_V1 + len(NEW_FAMILIES)):
+        names = _family(f)[0]
+        for k in _wide_ks(f):
+            for nm in dict.fromkeys(nm.format(k=k) for nm in names):
+                out.setdefault(nm, []).append((f, k))
+    return {nm: tuple(fks) for nm, fks in out.items()}
+
+
 def corrupt(sample: dict, rng) -> dict:
     """The family's typical bug (an off-by-one, a swapped operator, ...) if it fails a test, else ``return None``."""
     last, meta = sample["messages"][-1], sample["metadata"]
     name, tests = meta["entry_point"], meta["tests"]
     head = last["content"].split("\n")[1]  # "def name(args):"
     args = tuple(a.strip() for a in head[head.index("(") + 1 : head.rindex(")")].split(",") if a.strip())
-    for f in range(_N_V1 + len(NEW_FAMILIES)):
-        names, _, _, _, body, bug, _ = _family(f)
-        for k in _wide_ks(f):
-            fill = {"k": k, "k1": k + 1}
-            if name not in [nm.format(k=k) for nm in names]:
-                continue
-            if function_code(name, args, body.format(*args, **fill)) in last["content"]:
-                bad = function_code(name, args, bug.format(*args, **fill))
-                if _fails(bad, name, tests):
-                    return {**last, "content": f"```python\n{bad}```"}
+    for f, k in _by_name().get(name, ()):
+        _, _, _, _, body, bug, _ = _family(f)
+        fill = {"k": k, "k1": k + 1}
+        if function_code(name, args, body.format(*args, **fill)) in last["content"]:
+            bad = function_code(name, args, bug.format(*args, **fill))
+            if _fails(bad, name, tests):
+                return {**last, "content": f"```python\n{bad}```"}
     return {**last, "content": f"```python\n{function_code(name, args, 'None')}```"}

@@ -121,3 +121,26 @@ def test_expression_trace_shows_negation_and_skips_rounded_divisions():
     assert "4 / 43" not in trace("basic_arithmetic", rounded) and trace("basic_arithmetic", rounded).endswith(
         "0."
     )
+
+
+def test_code_corrupt_index_equals_the_full_scan():
+    """``corrupt`` looks families up by name; it picks what scanning every (family, K) in order picks."""
+    from data_recipes.domains import code
+
+    def scan(s: dict) -> dict:
+        last, name = s["messages"][-1], s["metadata"]["entry_point"]
+        head = last["content"].split("\n")[1]
+        args = tuple(a.strip() for a in head[head.index("(") + 1 : head.rindex(")")].split(",") if a.strip())
+        for f in range(code._N_V1 + len(code.NEW_FAMILIES)):
+            names, _, _, _, body, bug, _ = code._family(f)
+            for k in code._wide_ks(f):
+                fill = {"k": k, "k1": k + 1}
+                if name in [nm.format(k=k) for nm in names]:
+                    if code.function_code(name, args, body.format(*args, **fill)) in last["content"]:
+                        bad = code.function_code(name, args, bug.format(*args, **fill))
+                        if code._fails(bad, name, s["metadata"]["tests"]):
+                            return {**last, "content": f"```python\n{bad}```"}
+        return {**last, "content": f"```python\n{code.function_code(name, args, 'None')}```"}
+
+    rows = code.generate(RecipeConfig(seed=5), [*range(0, 1134, 7), *range(1134, 21000, 97)])
+    assert all(code.corrupt(s, random.Random(0)) == scan(s) for s in rows)
