@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from tqdm.auto import tqdm
 
 from data_recipes.domains import get
+from data_recipes.render import python_renderer
 
 _CHUNK = 512
 
@@ -58,11 +59,21 @@ def _fast_renderer(tokenizer):
 
 
 def render_many(tokenizer, samples: list[dict]) -> list[str]:
-    """The training text of every sample, as ``apply_chat_template(..., tokenize=False)`` renders it."""
-    fast = _fast_renderer(tokenizer)
-    if fast is None:
-        return [render(tokenizer, s) for s in samples]
-    return [fast(s["messages"], s["metadata"].get("tools") or None) for s in samples]
+    """The training text of every sample, as ``apply_chat_template(..., tokenize=False)`` renders it.
+
+    A known template renders in plain Python (``render.py``); rows it does not cover, and any other
+    template, go through the compiled Jinja template (or ``apply_chat_template`` without one).
+    """
+    py = python_renderer(getattr(tokenizer, "chat_template", None))
+    jinja = _fast_renderer(tokenizer)
+    out = []
+    for s in samples:
+        tools = s["metadata"].get("tools") or None
+        text = py(s["messages"], tools) if py is not None else None
+        if text is None:
+            text = jinja(s["messages"], tools) if jinja is not None else render(tokenizer, s)
+        out.append(text)
+    return out
 
 
 def count_tokens(tokenizer, texts: list[str]) -> list[int]:
