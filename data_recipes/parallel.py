@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 
 from data_recipes.domains import get
 from data_recipes.render import python_renderer
+from data_recipes.tokens import count_tokens
 
 _CHUNK = 512
 
@@ -74,14 +75,6 @@ def render_many(tokenizer, samples: list[dict]) -> list[str]:
             text = jinja(s["messages"], tools) if jinja is not None else render(tokenizer, s)
         out.append(text)
     return out
-
-
-def count_tokens(tokenizer, texts: list[str]) -> list[int]:
-    """Token counts of ``texts`` without special tokens (the Rust backend's batch, no id lists built)."""
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is None:
-        return [len(x) for x in tokenizer(texts, add_special_tokens=False)["input_ids"]]
-    return [len(e) for e in backend.encode_batch(texts, add_special_tokens=False)]
 
 
 def _measure(samples: list[dict], tokenizer) -> dict:

@@ -17,11 +17,14 @@ from __future__ import annotations
 import random
 import re
 
+from data_recipes import tokens
+
 _SENTENCE_END = re.compile(r"[.!?](?=\s)")
 
 
 def count_tokens(tokenizer, text: str) -> int:
-    return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+    """Tokens in ``text`` without special tokens."""
+    return tokens.count_tokens(tokenizer, [text])[0]
 
 
 def cut_reasoning(text: str, budget: int, tokenizer) -> str | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -43,3 +45,13 @@ def test_count_tokens_matches_the_tokenizer(tokenizer):
     texts = render_many(tokenizer, _generated(4)) + ["", "<think>\n</think>", "12345 + 678"]
     want = [len(x) for x in tokenizer(texts, add_special_tokens=False)["input_ids"]]
     assert count_tokens(tokenizer, texts) == want
+
+
+def test_count_tokens_ignores_a_backend_set_to_truncate_or_pad(tokenizer):
+    """The backend shortcut is taken only when it would not truncate or pad; else ``tokenizer(...)``."""
+    texts = render_many(tokenizer, _generated(2))
+    want = count_tokens(tokenizer, texts)
+    for setup in (lambda b: b.enable_truncation(8), lambda b: b.enable_padding(length=600)):
+        tok = copy.deepcopy(tokenizer)
+        setup(tok.backend_tokenizer)
+        assert count_tokens(tok, texts) == want
