@@ -232,6 +232,19 @@ class Tally:
         self.counts["off_pairs"] += info["owner"] is not None
 
 
+def _mapped(path: Path):
+    """The Arrow file as a Dataset fingerprinted by its bytes (``from_file`` hashes the path, which made
+    ``state.json``, and so the build's content hash, differ between two identical builds)."""
+    from datasets import Dataset
+    from datasets.arrow_reader import ArrowReader
+
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return Dataset(ArrowReader.read_table(str(path)), fingerprint=h.hexdigest()[:16])
+
+
 class _Views:
     """One Arrow stream file per (view, split) under ``scratch``, saved as ``datasets`` folders at the end."""
 
@@ -247,7 +260,7 @@ class _Views:
         self.rows[key] += batch.num_rows
 
     def save(self, out: Path) -> dict:
-        from datasets import Dataset, DatasetDict
+        from datasets import DatasetDict
 
         from data_recipes.writer import _dataset, _quiet_progress
 
@@ -260,9 +273,7 @@ class _Views:
                 parts = {}
                 for sp in SPLITS:
                     path = self.scratch / f"{v}-{sp}.arrow"
-                    parts[sp] = (
-                        Dataset.from_file(str(path)) if (v, sp) in self.writers else _dataset([], features)
-                    )
+                    parts[sp] = _mapped(path) if (v, sp) in self.writers else _dataset([], features)
                 dd = DatasetDict(parts)
                 dd.save_to_disk(str(out / v), num_shards={sp: 1 for sp in SPLITS if not self.rows[(v, sp)]})
                 report[v] = {sp: self.rows[(v, sp)] for sp in SPLITS}

@@ -12,6 +12,7 @@ from data_recipes import stream
 from data_recipes.build import build_recipe
 from data_recipes.config import RecipeConfig, SourceConfig
 from data_recipes.errors import DataError
+from data_recipes.fingerprint import content_hash
 from data_recipes.schema import normalise_text, prompt_text
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "data"
@@ -71,6 +72,7 @@ def test_splits_are_prompt_disjoint(built):
 def test_two_processes_write_identical_files(built):
     root, m, m2, _ = built
     assert m2["fingerprint"] == m["fingerprint"] and m2["counts"] == m["counts"]
+    assert content_hash(root / "s2") == content_hash(root / "s")  # views and state.json too
     for sp in SPLITS:
         assert (root / "s2" / "samples" / f"{sp}.jsonl").read_bytes() == (
             root / "s" / "samples" / f"{sp}.jsonl"
