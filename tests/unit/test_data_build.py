@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import time
 from collections import Counter
@@ -286,3 +287,18 @@ def test_unloadable_tokenizer_and_missing_build_are_data_errors(tmp_path):
         load_tokenizer(RecipeConfig(tokenizer=str(tmp_path / "no-tokenizer-here")))
     with pytest.raises(DataError, match="no data build"):
         render_inspect(tmp_path)
+
+
+def test_build_leaves_the_gc_as_it_found_it(tokenizer, tmp_path, monkeypatch):
+    """The build freezes the heap it starts with and unfreezes it, unless the caller had frozen objects."""
+    monkeypatch.setenv("POSTTRAIN_CACHE", str(tmp_path / "cache"))
+    assert gc.get_freeze_count() == 0
+    build_recipe(recipe(total=100), tmp_path / "a", tokenizer=tokenizer)
+    assert gc.get_freeze_count() == 0
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        build_recipe(recipe(total=100, seed=1), tmp_path / "b", tokenizer=tokenizer)
+        assert gc.get_freeze_count() > frozen * 0.9  # still frozen (a few may have been freed)
+    finally:
+        gc.unfreeze()
