@@ -40,7 +40,7 @@ from data_recipes.transforms.decontam import build_index, ngrams, sample_text
 from data_recipes.transforms.dedup import exact_key, prompt_key
 from data_recipes.transforms.reasoning import apply_flag, off_copy
 from data_recipes.transforms.truncation import _longest, truncate_sample
-from data_recipes.views import FEATURES, preference_row, rl_row, sft_row
+from data_recipes.views import FEATURES, rows_of
 from data_recipes.writer import PUBLIC_KEYS
 
 CHUNK = 1000
@@ -147,7 +147,7 @@ def work(task: tuple) -> dict:
         info["budget"] = s["metadata"].get("thinking_budget")
         info["line"] = json.dumps({k: s[k] for k in PUBLIC_KEYS}, ensure_ascii=False)
         info["where"], info["uuid"] = s["_where"], s["uuid"]
-        for v, row in (("sft", sft_row(s)), ("preference", preference_row(s, cfg.seed)), ("rl", rl_row(s))):
+        for v, row in zip(("sft", "preference", "rl"), rows_of(s, cfg.seed)):
             if row is not None:
                 views[v][info["split"]][0].append(row)
                 views[v][info["split"]][1].append(j)

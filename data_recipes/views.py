@@ -73,10 +73,10 @@ def verifier_metadata(sample: dict) -> str:
     return json.dumps(meta, ensure_ascii=False)
 
 
-def sft_row(sample: dict) -> dict:
+def sft_row(sample: dict, tools: str | None = None) -> dict:
     return {
         "messages": sample["messages"],
-        "tools": tools_json(sample),
+        "tools": tools if tools is not None else tools_json(sample),
         "category": sample["category"],
         "reasoning": sample["reasoning"],
         "uuid": sample["uuid"],
@@ -89,7 +89,7 @@ def is_verifiable(sample: dict) -> bool:
     return keys is not None and all(k in sample["metadata"] for k in keys)
 
 
-def rl_row(sample: dict) -> dict | None:
+def rl_row(sample: dict, meta: str | None = None) -> dict | None:
     if not is_verifiable(sample):
         return None
     prompt = tools_in_system(
@@ -100,7 +100,7 @@ def rl_row(sample: dict) -> dict | None:
         "category": sample["category"],
         "reasoning": sample["reasoning"],
         "uuid": sample["uuid"],
-        "metadata": verifier_metadata(sample),
+        "metadata": meta if meta is not None else verifier_metadata(sample),
     }
 
 
@@ -112,7 +112,7 @@ def completion(sample: dict) -> list[dict]:
     return rest
 
 
-def preference_row(sample: dict, seed: int) -> dict | None:
+def preference_row(sample: dict, seed: int, meta: str | None = None, tools: str | None = None) -> dict | None:
     rejected = sample["metadata"].get("rejected")
     ours = sample["generator"].startswith("posttrain/data_recipes.") and sample["category"] in DOMAINS
     if rejected is None and not (ours and is_verifiable(sample)):
@@ -124,20 +124,26 @@ def preference_row(sample: dict, seed: int) -> dict | None:
         "prompt": sample["messages"][: prompt_end(sample["messages"])],
         "chosen": completion(sample),
         "rejected": rejected,
-        "tools": tools_json(sample),
+        "tools": tools if tools is not None else tools_json(sample),
         "category": sample["category"],
         "reasoning": sample["reasoning"],
         "uuid": sample["uuid"],
-        "metadata": verifier_metadata(sample),
+        "metadata": meta if meta is not None else verifier_metadata(sample),
     }
+
+
+def rows_of(sample: dict, seed: int) -> tuple[dict, dict | None, dict | None]:
+    """The sample's sft, preference and rl rows (None where it has none), each JSON field encoded once."""
+    meta = verifier_metadata(sample) if is_verifiable(sample) or "rejected" in sample["metadata"] else None
+    tools = tools_json(sample)
+    return sft_row(sample, tools), preference_row(sample, seed, meta, tools), rl_row(sample, meta)
 
 
 def view_rows(samples: list[dict], seed: int) -> dict[str, list[dict]]:
     """``{"sft": rows, "preference": rows, "rl": rows}`` for one split."""
     out: dict[str, list[dict]] = {"sft": [], "preference": [], "rl": []}
     for s in samples:
-        out["sft"].append(sft_row(s))
-        for name, row in (("preference", preference_row(s, seed)), ("rl", rl_row(s))):
+        for name, row in zip(out, rows_of(s, seed)):
             if row is not None:
                 out[name].append(row)
     return out
