@@ -87,11 +87,12 @@ path, out, streaming, procs, limit = sys.argv[1], sys.argv[2], sys.argv[3] == "1
 tok = build_tokenizer()
 src = {"path": path, "format": "nemotron", "take": "all", "limit": limit}
 cfg = RecipeConfig(name="bench", total=0, domains={}, sources=[src], streaming=streaming, num_proc=procs)
-t0 = time.perf_counter()
+cpu = lambda: time.process_time() + sum(resource.getrusage(resource.RUSAGE_CHILDREN)[:2])
+t0, c0 = time.perf_counter(), cpu()
 m = build_recipe(cfg, out, tokenizer=tok, force=True)
-dt = time.perf_counter() - t0
+dt, dc = time.perf_counter() - t0, cpu() - c0
 mib = lambda who: resource.getrusage(who).ru_maxrss / 1024
-print(json.dumps({"seconds": dt, "kept": m["counts"]["total"] - m["off_pairs"], "off_pairs": m["off_pairs"], "dropped": m["dropped"]["dedup"],
+print(json.dumps({"seconds": dt, "cpu_seconds": dc, "kept": m["counts"]["total"] - m["off_pairs"], "off_pairs": m["off_pairs"], "dropped": m["dropped"]["dedup"],
                   "rejected": m["rejected"]["count"], "rss_parent_mib": mib(resource.RUSAGE_SELF),
                   "rss_worker_mib": mib(resource.RUSAGE_CHILDREN)}))
 """
@@ -125,6 +126,8 @@ def build_once(rows: Path, out: Path, streaming: bool, procs: int, limit: int, c
         "seconds": round(got["seconds"], 2),
         "rows_per_s": round(limit / got["seconds"], 1),
         "rows_per_s_per_process": round(limit / got["seconds"] / procs, 1),
+        "cpu_seconds": round(got["cpu_seconds"], 2),  # parent + workers: comparable on a shared machine
+        "rows_per_cpu_s": round(limit / got["cpu_seconds"], 1),
         "kept_after_dedup": got["kept"],  # input rows kept (the build's own OFF copies not counted)
         "off_copies_added": got["off_pairs"],
         "dropped_dedup": got["dropped"],
@@ -168,8 +171,8 @@ def run(n: int, procs: list[int], baseline_rows: int) -> dict:
 
 
 def table(r: dict) -> str:
-    head = ["mode", "processes", "rows in", "s", "rows/s", "rows/s/process", "kept", "peak RSS MiB"]
-    keys = ["mode", "processes", "rows_in", "seconds", "rows_per_s", "rows_per_s_per_process"]
+    head = "mode|processes|rows in|s|rows/s|rows/s/process|rows/CPU-s|kept|peak RSS MiB".split("|")
+    keys = "mode processes rows_in seconds rows_per_s rows_per_s_per_process rows_per_cpu_s".split()
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for x in r["runs"]:
         vals = [str(x[k]) for k in keys] + [str(x["kept_after_dedup"]), str(x["peak_rss_mib"])]
