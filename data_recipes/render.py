@@ -139,11 +139,13 @@ def render_nano2(markers: tuple[str, str, str, str], messages: list, tools) -> s
     return "".join(out)
 
 
-@functools.lru_cache(maxsize=16)
-def python_renderer(template: str | None) -> Callable[[list, list | None], str | None] | None:
+def python_renderer(template) -> Callable[[list, list | None], str | None] | None:
     """A ``(messages, tools) -> text or None`` renderer when ``template`` is a known one, else None."""
-    if not isinstance(template, str):
-        return None
+    return _known(template) if isinstance(template, str) else None
+
+
+@functools.lru_cache(maxsize=16)
+def _known(template: str) -> Callable[[list, list | None], str | None] | None:
     markers = KNOWN.get(hashlib.sha256(template.encode()).hexdigest())
     if markers is None:
         return None

@@ -55,6 +55,7 @@ def test_other_templates_go_through_jinja(tokenizer):
         TEMPLATES["nano2"] + " ",
         TEMPLATES["nano2"].replace("</think>", "</thought>"),
         None,
+        {"default": TEMPLATES["nano2"]},  # a dict of named templates: unhashable, not ours to pick from
     ):
         assert python_renderer(template) is None
     tok = copy.copy(tokenizer)
