@@ -168,17 +168,20 @@ def _counts(samples: list[dict]) -> dict:
 
 
 @contextmanager
-def _frozen_heap():
-    """Freeze what exists before the build (modules, the tokenizer) for its duration, unless something
-    else froze objects already: full collections then skip that heap (7-10 % of a build's CPU here)."""
-    if gc.get_freeze_count():
-        yield
-        return
-    gc.freeze()
+def _quiet_gc(gen0: int = 10_000):
+    """For the build's duration: the cyclic GC runs every ``gen0`` allocations (default 700) and skips
+    what existed before (``gc.freeze``, unless the caller froze objects). The build makes millions of
+    short-lived acyclic objects: GC time 0.9 -> 0.3 s in an in-memory build of 20k rows (~9 % -> 4 %)."""
+    threshold, freeze = gc.get_threshold(), not gc.get_freeze_count()
+    gc.set_threshold(max(gen0, threshold[0]), *threshold[1:])
+    if freeze:
+        gc.freeze()
     try:
         yield
     finally:
-        gc.unfreeze()
+        gc.set_threshold(*threshold)
+        if freeze:
+            gc.unfreeze()
 
 
 def _publish(tmp: Path, out: Path) -> None:
@@ -224,7 +227,7 @@ def build_recipe(cfg, out: str | Path, *, force: bool = False, tokenizer=None) -
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
-        with _frozen_heap():  # the cyclic GC scans only what the build allocates
+        with _quiet_gc():
             manifest = {"name": cfg.name, "fingerprint": fp}
             if cfg.streaming:
                 manifest.update(build_streaming(cfg, tmp, tok))

@@ -290,11 +290,13 @@ def test_unloadable_tokenizer_and_missing_build_are_data_errors(tmp_path):
 
 
 def test_build_leaves_the_gc_as_it_found_it(tokenizer, tmp_path, monkeypatch):
-    """The build freezes the heap it starts with and unfreezes it, unless the caller had frozen objects."""
+    """The build freezes the heap and raises the GC threshold, then restores both; a caller's frozen
+    objects stay frozen."""
     monkeypatch.setenv("POSTTRAIN_CACHE", str(tmp_path / "cache"))
+    threshold = gc.get_threshold()
     assert gc.get_freeze_count() == 0
     build_recipe(recipe(total=100), tmp_path / "a", tokenizer=tokenizer)
-    assert gc.get_freeze_count() == 0
+    assert gc.get_freeze_count() == 0 and gc.get_threshold() == threshold
     gc.freeze()
     try:
         frozen = gc.get_freeze_count()
