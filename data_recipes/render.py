@@ -19,6 +19,8 @@ import hashlib
 import json
 from collections.abc import Callable
 
+from data_recipes.schema import THINK_CLOSE, THINK_OPEN
+
 # (system opener, user opener, assistant opener, end of turn) by SHA-256 of the rendered template.
 KNOWN: dict[str, tuple[str, str, str, str]] = {
     "24ce3b4fa3381f7a814a6493cbedf9762bb6ef4bd86ff29c68afba439109c7e0": (
@@ -130,9 +132,9 @@ def render_nano2(markers: tuple[str, str, str, str], messages: list, tools) -> s
                 trace = _reasoning(m)
                 if trace is not None and type(trace) is not str:
                     raise _Unsupported
-                out += ["<think>\n", trace + "\n" if trace else "", "</think>\n"]
+                out += [THINK_OPEN, "\n", trace + "\n" if trace else "", THINK_CLOSE, "\n"]
             else:
-                out.append("<think></think>")
+                out += [THINK_OPEN, THINK_CLOSE]
             out += [_text(m.get("content")), _tool_calls(m.get("tool_calls")), end, "\n"]
         else:
             raise _Unsupported
