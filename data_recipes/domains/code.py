@@ -338,7 +338,9 @@ def corrupt(sample: dict, rng) -> dict:
     """The family's typical bug (an off-by-one, a swapped operator, ...) if it fails a test, else ``return None``."""
     last, meta = sample["messages"][-1], sample["metadata"]
     name, tests = meta["entry_point"], meta["tests"]
-    head = last["content"].split("\n")[1]  # "def name(args):"
+    # An off_working copy shows its trace before the code block: keep it, corrupt only the code.
+    working, _, code = last["content"].rpartition("```python\n")
+    head = next(line for line in code.split("\n") if line.startswith(f"def {name}("))
     args = tuple(a.strip() for a in head[head.index("(") + 1 : head.rindex(")")].split(",") if a.strip())
     for f, k in _by_name().get(name, ()):
         _, _, _, _, body, bug, _ = _family(f)
@@ -346,5 +348,5 @@ def corrupt(sample: dict, rng) -> dict:
         if function_code(name, args, body.format(*args, **fill)) in last["content"]:
             bad = function_code(name, args, bug.format(*args, **fill))
             if _fails(bad, name, tests):
-                return {**last, "content": f"```python\n{bad}```"}
-    return {**last, "content": f"```python\n{function_code(name, args, 'None')}```"}
+                return {**last, "content": f"{working}```python\n{bad}```"}
+    return {**last, "content": f"{working}```python\n{function_code(name, args, 'None')}```"}

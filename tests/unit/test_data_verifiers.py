@@ -144,3 +144,25 @@ def test_code_corrupt_index_equals_the_full_scan():
 
     rows = code.generate(RecipeConfig(seed=5), [*range(0, 1134, 7), *range(1134, 21000, 97)])
     assert all(code.corrupt(s, random.Random(0)) == scan(s) for s in rows)
+
+
+def test_code_corrupt_keeps_off_working_trace_and_breaks_the_code():
+    """An ``off_working`` copy puts the trace before the code block; ``corrupt`` keeps that working and
+    still returns code that fails its own tests (it used to raise "substring not found")."""
+    from data_recipes.domains import code
+
+    rows = [
+        s
+        for s in code.generate(RecipeConfig(seed=3), list(range(60)))
+        if s["messages"][-1].get("reasoning_content")
+    ]
+    assert rows
+    for s in rows:
+        off = off_copy(s, working=True)
+        working, _, block = off["messages"][-1]["content"].rpartition("```python\n")
+        assert working.strip()
+        got = code.corrupt(off, random.Random(0))["content"]
+        assert got.startswith(working)
+        bad = got[len(working) :].removeprefix("```python\n").removesuffix("```")
+        assert code._fails(bad, s["metadata"]["entry_point"], s["metadata"]["tests"]), got
+        assert got[len(working) :] == code.corrupt(s, random.Random(0))["content"]
