@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Private single-node Slurm cluster (munged + slurmctld + slurmd) for tests and local runs.
+# Private Slurm cluster on this host (munged + slurmctld + one slurmd per node) for tests and local runs.
 #
 #   slurm/cluster.sh start  [STATE_DIR]   # prints `export SLURM_CONF=...` on stdout
 #   slurm/cluster.sh stop   [STATE_DIR]
@@ -12,6 +12,13 @@
 # with POSTTRAIN_SLURMCTLD_PORT / POSTTRAIN_SLURMD_PORT (defaults 6817/6818) so several
 # clusters can coexist.  `start` is idempotent; `stop` kills only the daemons whose pid
 # files live in STATE_DIR.  Needs the Debian packages from slurm/install.sh; run as root.
+#
+# POSTTRAIN_SLURM_NODES=N (default 1) runs N slurmd daemons on this host, nodes node1..nodeN on
+# ports POSTTRAIN_SLURMD_PORT .. +N-1, each with its own spool dir, pid file and log (%n in
+# slurm.conf); Debian's slurmd is built with MULTIPLE_SLURMD (`slurmd -N <node>`).  Jobs with
+# --nodes=N then get N distinct SLURM_NODEIDs, so srun + torchrun rendezvous across "nodes" is real.
+# With N=1 the node is `localhost` and the files are named as before.  `status` and `stop` without
+# the variable use the node count of STATE_DIR's slurm.conf.
 set -euo pipefail
 
 CMD=${1:-status}
@@ -20,7 +27,6 @@ CTLD_PORT=${POSTTRAIN_SLURMCTLD_PORT:-6817}
 SLURMD_PORT=${POSTTRAIN_SLURMD_PORT:-6818}
 START_TIMEOUT=${POSTTRAIN_SLURM_START_TIMEOUT:-60}
 CRED_EXPIRE=${POSTTRAIN_SLURM_CRED_EXPIRE:-10}
-NODE=localhost
 PATH=$PATH:/usr/sbin:/sbin
 
 ETC=$STATE_DIR/etc
@@ -31,6 +37,23 @@ MUNGE_DIR=$STATE_DIR/munge
 MUNGE_KEY=$MUNGE_DIR/munge.key
 MUNGE_SOCKET=$MUNGE_DIR/munge.socket
 export SLURM_CONF=$CONF
+
+NODES=${POSTTRAIN_SLURM_NODES:-}
+if [[ -z $NODES ]]; then
+  NODES=1
+  # status/stop of a running cluster: as many nodes as it was started with
+  if [[ $CMD != start && -s $CONF ]]; then NODES=$(grep -c '^NodeName=' "$CONF" || true); fi
+fi
+[[ $NODES =~ ^[1-9][0-9]*$ ]] || {
+  echo "[slurm/cluster] ERROR: POSTTRAIN_SLURM_NODES must be a positive integer, got '$NODES'" >&2
+  exit 2
+}
+NODE_NAMES=()
+if ((NODES == 1)); then
+  NODE_NAMES=(localhost)
+else
+  for ((i = 1; i <= NODES; i++)); do NODE_NAMES+=("node$i"); done
+fi
 
 log() { echo "[slurm/cluster] $*" >&2; }
 die() {
@@ -46,9 +69,9 @@ alive() {
   [[ ${stat:0:1} != Z && ${stat:0:1} != X ]]
 }
 
-# pid of daemon $1 if its pid file exists and the process is alive with the expected name
+# pid of the daemon with pid file $RUN/$1.pid if it is alive and named ${1%%-*} (slurmd-node2 -> slurmd)
 live_pid() {
-  local name=$1 pidfile=$RUN/$1.pid pid comm
+  local name=${1%%-*} pidfile=$RUN/$1.pid pid comm
   [[ -s $pidfile ]] || return 1
   pid=$(tr -dc '0-9' <"$pidfile")
   [[ -n $pid ]] || return 1
@@ -57,11 +80,36 @@ live_pid() {
   echo "$pid"
 }
 
-node_state() { timeout 10 sinfo -h -n "$NODE" -o %t 2>/dev/null | head -n1; }
+# pid-file stem of the slurmd of node $1 (matches SlurmdPidFile in write_config)
+slurmd_stem() { if ((NODES == 1)); then echo slurmd; else echo "slurmd-$1"; fi; }
+
+# stems of every slurmd pid file in STATE_DIR, whatever node count started them (for stop/restart)
+slurmd_stems_on_disk() {
+  local f
+  for f in "$RUN"/slurmd.pid "$RUN"/slurmd-*.pid; do
+    [[ -e $f ]] || continue
+    f=${f##*/}
+    echo "${f%.pid}"
+  done
+}
+
+# "<node> <state>" per node, e.g. "node1 idle"
+node_states() { timeout 10 sinfo -h -N -o '%N %t' 2>/dev/null; }
+
+# all_nodes_in "$(node_states)" STATE...: true when every node of NODE_NAMES is in one of the
+# STATEs (exact match: a trailing "*", e.g. "idle*", means its slurmd is not responding)
+all_nodes_in() {
+  local states=$1 node st
+  shift
+  for node in "${NODE_NAMES[@]}"; do
+    st=$(awk -v n="$node" '$1 == n {print $2; exit}' <<<"$states")
+    [[ -n $st && " $* " == *" $st "* ]] || return 1
+  done
+}
 
 tail_logs() {
   local f
-  for f in "$LOG/slurmctld.log" "$LOG/slurmd.log" "$LOG/munged.log"; do
+  for f in "$LOG/slurmctld.log" "$LOG"/slurmd*.log "$LOG/munged.log"; do
     [[ -f $f ]] || continue
     echo "----- tail $f -----" >&2
     tail -n 25 "$f" >&2
@@ -69,9 +117,14 @@ tail_logs() {
 }
 
 write_config() {
-  local cpus mem_kb mem_mb headroom user
+  local cpus mem_kb mem_mb headroom user i port spool=$STATE_DIR/slurmd pidfile=$RUN/slurmd.pid
+  local logfile=$LOG/slurmd.log node_lines="" nodelist=localhost host
   mkdir -p "$ETC" "$RUN" "$LOG" "$STATE_DIR/ctld" "$STATE_DIR/slurmd" "$STATE_DIR/tmp"
   chmod 755 "$STATE_DIR" "$ETC" "$RUN" "$LOG"
+  # Every node gets all of the host's CPUs and memory rather than a 1/N share: the test nodes stand
+  # for N identical machines, so a job shaped for one node (--exclusive, cpus-per-task = node CPUs)
+  # schedules on each, and N may exceed the host's CPU count.  Nothing is enforced (task/none, no
+  # cgroups), so this only overcommits Slurm's bookkeeping, as a second test cluster on the host does.
   cpus=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)  # nproc honours OMP_NUM_THREADS
   mem_kb=$(awk '/^MemTotal:/ {print $2}' /proc/meminfo)
   mem_mb=$((mem_kb / 1024))
@@ -79,11 +132,26 @@ write_config() {
   headroom=$((mem_mb / 10 > 512 ? mem_mb / 10 : 512))
   mem_mb=$((mem_mb - headroom > 256 ? mem_mb - headroom : 256))
   user=$(id -un)
+  if ((NODES == 1)); then
+    node_lines="NodeName=localhost NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem_mb State=UNKNOWN"
+  else
+    # several slurmd on one host: one port each; %n in the paths below is the node name
+    spool=$STATE_DIR/slurmd/%n pidfile=$RUN/slurmd-%n.pid logfile=$LOG/slurmd-%n.log
+    nodelist=node[1-$NODES]
+    host=$(hostname -s)
+    for ((i = 1; i <= NODES; i++)); do
+      port=$((SLURMD_PORT + i - 1))
+      mkdir -p "$STATE_DIR/slurmd/node$i"
+      node_lines+="NodeName=node$i NodeHostname=$host NodeAddr=127.0.0.1 Port=$port CPUs=$cpus"
+      node_lines+=" RealMemory=$mem_mb State=UNKNOWN"$'\n'
+    done
+    node_lines=${node_lines%$'\n'}
+  fi
   : >"$ETC/plugstack.conf"
   cat >"$CONF" <<EOF
-# generated by slurm/cluster.sh -- private single-node test cluster
+# generated by slurm/cluster.sh -- private test cluster, $NODES node(s) on this host
 ClusterName=posttrain
-SlurmctldHost=$NODE
+SlurmctldHost=localhost
 SlurmctldPort=$CTLD_PORT
 SlurmdPort=$SLURMD_PORT
 SlurmUser=$user
@@ -93,12 +161,12 @@ CredType=cred/munge
 # cred_expire also sets how long a requeued job waits before it may start again (default 120 s)
 AuthInfo=socket=$MUNGE_SOCKET,cred_expire=$CRED_EXPIRE
 StateSaveLocation=$STATE_DIR/ctld
-SlurmdSpoolDir=$STATE_DIR/slurmd
+SlurmdSpoolDir=$spool
 TmpFS=$STATE_DIR/tmp
 SlurmctldPidFile=$RUN/slurmctld.pid
-SlurmdPidFile=$RUN/slurmd.pid
+SlurmdPidFile=$pidfile
 SlurmctldLogFile=$LOG/slurmctld.log
-SlurmdLogFile=$LOG/slurmd.log
+SlurmdLogFile=$logfile
 SlurmctldDebug=info
 SlurmdDebug=info
 PlugStackConfig=$ETC/plugstack.conf
@@ -126,8 +194,8 @@ KillWait=5
 InactiveLimit=0
 SlurmctldTimeout=30
 SlurmdTimeout=60
-NodeName=$NODE NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem_mb State=UNKNOWN
-PartitionName=debug Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
+$node_lines
+PartitionName=debug Nodes=$nodelist Default=YES MaxTime=INFINITE State=UP
 EOF
   chmod 644 "$CONF"
 }
@@ -195,16 +263,21 @@ do_stop() {
       done
     fi
   fi
-  kill_daemons slurmd slurmctld munged
+  # shellcheck disable=SC2046  # one stem per line, no spaces
+  kill_daemons $(slurmd_stems_on_disk) slurmctld munged
 }
 
 is_up() {
-  live_pid munged >/dev/null && live_pid slurmctld >/dev/null && live_pid slurmd >/dev/null || return 1
-  # exact match: a trailing "*" (e.g. "idle*") means slurmd is not responding
-  case $(node_state) in
-    idle | mix | alloc | comp) return 0 ;;
-    *) return 1 ;;
-  esac
+  local node states
+  live_pid munged >/dev/null && live_pid slurmctld >/dev/null || return 1
+  for node in "${NODE_NAMES[@]}"; do
+    live_pid "$(slurmd_stem "$node")" >/dev/null || return 1
+  done
+  # exactly the requested nodes (a cluster started with another node count is restarted)
+  states=$(node_states) || return 1
+  [[ $(awk '{print $1}' <<<"$states" | sort | tr '\n' ' ') == \
+    "$(printf '%s\n' "${NODE_NAMES[@]}" | sort | tr '\n' ' ')" ]] || return 1
+  all_nodes_in "$states" idle mix alloc comp
 }
 
 do_start() {
@@ -219,7 +292,8 @@ do_start() {
     return 0
   fi
   # partial leftovers from an earlier run: restart everything from a clean slate
-  kill_daemons slurmd slurmctld
+  # shellcheck disable=SC2046
+  kill_daemons $(slurmd_stems_on_disk) slurmctld
   write_config
   start_munge
   local t0=$SECONDS
@@ -227,35 +301,39 @@ do_start() {
     tail_logs
     die "slurmctld failed to start"
   }
-  slurmd -f "$CONF" -N "$NODE" || {
-    tail_logs
-    die "slurmd failed to start"
-  }
-  local state=""
+  local node states="" st
+  for node in "${NODE_NAMES[@]}"; do
+    slurmd -f "$CONF" -N "$node" || {
+      tail_logs
+      die "slurmd for node $node failed to start"
+    }
+  done
   while ((SECONDS - t0 < START_TIMEOUT)); do
-    state=$(node_state || true)
-    case $state in
-      idle | mix | alloc)
-        log "up in $((SECONDS - t0))s: node $NODE $state, partition debug (state dir $STATE_DIR)"
-        echo "export SLURM_CONF=$CONF"
-        return 0
-        ;;
-      down* | drain* | inval* | fail*)
-        # ReturnToService=2 normally resumes it; force it once in case it registered as down
-        timeout 10 scontrol update NodeName="$NODE" State=RESUME 2>/dev/null || true
-        ;;
-    esac
+    states=$(node_states || true)
+    if all_nodes_in "$states" idle mix alloc; then
+      log "up in $((SECONDS - t0))s: $(tr '\n' ' ' <<<"$states")partition debug (state dir $STATE_DIR)"
+      echo "export SLURM_CONF=$CONF"
+      return 0
+    fi
+    while read -r node st; do
+      case $st in
+        down* | drain* | inval* | fail*)
+          # ReturnToService=2 normally resumes it; force it in case it registered as down
+          timeout 10 scontrol update NodeName="$node" State=RESUME 2>/dev/null || true
+          ;;
+      esac
+    done <<<"$states"
     sleep 0.5
   done
-  log "node $NODE not idle after ${START_TIMEOUT}s (last state: '${state:-no answer}')"
-  timeout 10 scontrol show node "$NODE" >&2 2>/dev/null || true
+  log "nodes not idle after ${START_TIMEOUT}s (last states: '$(tr '\n' ' ' <<<"${states:-no answer}")')"
+  timeout 10 scontrol show node >&2 2>/dev/null || true
   tail_logs
   exit 1
 }
 
 do_status() {
   local name pid rc=0
-  for name in munged slurmctld slurmd; do
+  for name in munged slurmctld $(for n in "${NODE_NAMES[@]}"; do slurmd_stem "$n"; done); do
     if pid=$(live_pid "$name"); then
       log "$name running (pid $pid)"
     else

@@ -55,6 +55,7 @@ def test_single_process_defaults(tmp_path):
     for var in ("MASTER_ADDR", "MASTER_PORT", "NNODES", "NODE_RANK"):
         assert f"export {var}" in s
     assert 'scontrol show hostnames "${SLURM_JOB_NODELIST' in s
+    assert 'scontrol show node -o "$_pt_first"' in s  # MASTER_ADDR is the first node's NodeAddr
     _bash_ok(s, tmp_path)
 
 
