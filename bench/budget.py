@@ -185,11 +185,20 @@ def run(args: argparse.Namespace) -> int:
     import transformers
 
     from posttrain.evals.rows import cap_rows, load_rows
-    from posttrain.evals.sweep import budget_sweep, force_think, parse_budgets, plot, to_markdown
+    from posttrain.evals.sweep import (
+        budget_sweep,
+        check_budgets,
+        force_think,
+        in_process,
+        parse_budgets,
+        plot,
+        to_markdown,
+    )
     from posttrain.inference.generate import render_prompts
     from posttrain.models import load_model, load_tokenizer
 
     budgets = parse_budgets(args.budgets)
+    check_budgets(budgets, args.max_tokens, args.grace)
     torch.manual_seed(0)
     tok = load_tokenizer(ckpt["path"], what="checkpoint")
     model = load_model(ckpt["path"], what="checkpoint")
@@ -230,15 +239,10 @@ def run(args: argparse.Namespace) -> int:
                 )
     torch.set_num_threads(args.sweep_threads)
     t0, cpu0 = time.perf_counter(), time.process_time()
-    res = budget_sweep(
-        model,
-        tok,
-        rows,
-        budgets,
-        max_tokens=args.max_tokens,
-        grace=args.grace,
-        batch_size=args.sweep_batch_size,
+    engine = in_process(
+        model, tok, max_tokens=args.max_tokens, grace=args.grace, batch_size=args.sweep_batch_size
     )
+    res = budget_sweep(engine, tok, rows, budgets)
     sweep_s, sweep_cpu = time.perf_counter() - t0, time.process_time() - cpu0
 
     data_manifest = Path(data) / "manifest.json"

@@ -33,3 +33,49 @@ def tiny(tokenizer):
     from posttrain.models import build_tiny_model
 
     return build_tiny_model(ModelConfig(), tokenizer=tokenizer)
+
+
+@pytest.fixture(scope="session")
+def eval_stage(tmp_path_factory):
+    """``eval_stage(checkpoint, stage_dir, **settings)`` runs the eval stage (``modes=[budget]`` and the
+    budget sweep by default) on four held-out prompts (math and chat, one ``/no_think``) and returns
+    ``(StageOutputs, budget.json, samples)``."""
+    import json
+
+    from datasets import Dataset, DatasetDict
+    from omegaconf import OmegaConf
+
+    from posttrain.config.stages import EvalStageConfig
+    from posttrain.stages.base import StageInputs
+    from posttrain.stages.eval import run
+
+    data = tmp_path_factory.mktemp("eval_data")
+    chat = {"constraints": [{"kind": "max_words", "value": 50}]}
+    prompts = [("math", "What is 2+3?", {"answer": "5"}), ("chat", "Say hi.", chat),
+               ("math", "What is 3*4? /no_think", {"answer": "12"}),
+               ("chat", "What is the capital of France?", chat)]  # fmt: skip
+    rows = [
+        {
+            "uuid": f"u{i}",
+            "category": c,
+            "prompt": [{"role": "user", "content": q}],
+            "metadata": json.dumps(m),
+        }
+        for i, (c, q, m) in enumerate(prompts)
+    ]
+    DatasetDict(test=Dataset.from_list(rows)).save_to_disk(str(data / "rl"))
+
+    def run_eval(checkpoint, stage_dir, **settings):
+        base = {"max_new_tokens": 32, "batch_size": 4, "modes": ["budget"], "budget_tokens": 3}
+        # B=24 + grace 5: the tiny model's trace for the capital question ends at its newline (token 27)
+        base |= {"sweep_budgets": [0, 2, 24, None], "sweep_grace": 5}
+        cfg = OmegaConf.structured(EvalStageConfig(**(base | settings)))
+        stage_dir.mkdir(parents=True)
+        out = run(
+            cfg, StageInputs(name="eval", stage_dir=stage_dir, checkpoint=str(checkpoint), data_dir=data)
+        )
+        sweep = json.loads((stage_dir / "budget" / "budget.json").read_text())
+        samples = [json.loads(ln) for ln in (stage_dir / "samples.jsonl").read_text().splitlines()]
+        return out, sweep, samples
+
+    return run_eval

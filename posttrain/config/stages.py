@@ -276,8 +276,9 @@ class EvalStageConfig(StageConfig):
     sweep_grace: int = _f(SweepConfig.grace, "Newline grace window (tokens) of the budget sweep.")
     engine: str = _f(
         "hf",
-        "Generation engine: hf (in-process generate) or vllm (a real vLLM server per target, started from "
-        ".venv-vllm or POSTTRAIN_VLLM_PYTHON; same prompts, greedy, the budget as the model card's two calls).",
+        "Generation engine of the eval and its budget sweep: hf (in-process generate) or vllm (a real vLLM "
+        "server per target, started from .venv-vllm or POSTTRAIN_VLLM_PYTHON; same prompts, greedy, the "
+        "in-process budget algorithm over HTTP, grace window included).",
     )
     vllm_concurrency: int = _f(8, "engine=vllm: requests in flight per server.")
 

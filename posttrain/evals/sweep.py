@@ -1,8 +1,10 @@
 """``posttrain eval budget``: accuracy and token use across thinking budgets, per domain.
 
 Every held-out prompt is run with reasoning forced ON (``/think`` in the system turn, other flags
-removed, as the eval stage's ``budget`` mode does) at each budget with ``generate_budgeted`` (greedy),
-then scored with the category's verifier (``posttrain.rewards.score``) and the format check.
+removed, as the eval stage's ``budget`` mode does) at each budget with the engine's budgeted generation
+(a ``budget.Generate``, greedy: ``generate_budgeted`` in process, or ``generate_budgeted_http`` on the
+eval stage's vLLM server; the grace window and batch size are the engine's settings), then scored with
+the category's verifier (``posttrain.rewards.score``) and the format check.
 One row per (budget, domain) plus ``all``: accuracy, mean thinking / total tokens, share well-formed,
 share that respected the budget (thinking tokens <= B, i.e. no grace tokens used), share force-closed,
 and tokens saved / accuracy lost vs the unlimited budget (``none``) when it is in the sweep.
@@ -13,12 +15,13 @@ from __future__ import annotations
 import json
 import math
 from collections import defaultdict
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from posttrain import PosttrainError
 from posttrain.evals.rows import load_rows
-from posttrain.inference.budget import DEFAULT_GRACE_TOKENS, generate_budgeted
+from posttrain.inference.budget import Generate, generate_budgeted
 from posttrain.inference.generate import render_prompts, with_reasoning_mode
 
 COLUMNS = (
@@ -57,7 +60,10 @@ def parse_budgets(value: str | list[Any]) -> list[int | None]:
     return out
 
 
-def check_budgets(budgets: list[int | None], max_tokens: int) -> None:
+def check_budgets(budgets: list[int | None], max_tokens: int, grace: int = 0) -> None:
+    """Raises ``PosttrainError`` naming the setting (``budgets``, ``max_tokens`` or ``grace``)."""
+    if grace < 0:
+        raise PosttrainError(f"grace: must be >= 0, got {grace}")
     if max_tokens <= 0:
         raise PosttrainError(f"max_tokens: must be > 0, got {max_tokens}")
     for b in budgets:
@@ -78,40 +84,29 @@ def _mean(xs: list[float]) -> float:
     return sum(xs) / len(xs) if xs else float("nan")
 
 
+def in_process(model, tok, *, max_tokens: int, grace: int, batch_size: int = 8) -> Generate:
+    """The sweep's engine without a server (``eval budget``, ``ablate``, ``bench/budget.py``, the eval
+    stage's ``engine=hf``): ``generate_budgeted`` on ``model`` with these settings bound."""
+    return partial(
+        generate_budgeted, model, tok, max_tokens=max_tokens, grace_tokens=grace, batch_size=batch_size
+    )
+
+
 def budget_sweep(
-    model,
-    tok,
-    rows: list[dict[str, Any]],
-    budgets: list[int | None],
-    *,
-    max_tokens: int,
-    grace: int = DEFAULT_GRACE_TOKENS,
-    batch_size: int = 8,
-    close: str | None = None,
+    generate: Generate, tok, rows: list[dict[str, Any]], budgets: list[int | None]
 ) -> list[dict[str, Any]]:
-    """One metrics dict per (budget, domain) (domain ``all`` included), budgets in the given order."""
+    """One metrics dict per (budget, domain) (domain ``all`` included), budgets in the given order.
+    ``generate(texts, *, budget, progress)`` is the engine (``in_process``, or the eval stage's vLLM
+    server), its max_tokens, grace window and batch size bound; check them with ``check_budgets``."""
     from posttrain.rewards import score
     from posttrain.rewards.format import format_reward
 
     if not getattr(tok, "chat_template", None):
         raise PosttrainError("checkpoint: its tokenizer has no chat template; the budget sweep needs one")
-    check_budgets(budgets, max_tokens)
-    if grace < 0:
-        raise PosttrainError(f"grace: must be >= 0, got {grace}")
     texts = render_prompts(tok, [force_think(r["prompt"]) for r in rows], [r.get("tools") for r in rows])
     per: dict[tuple[Any, str], dict[str, list[float]]] = {}
     for b in budgets:
-        outs = generate_budgeted(
-            model,
-            tok,
-            texts,
-            budget=b,
-            max_tokens=max_tokens,
-            grace_tokens=grace,
-            close=close,
-            batch_size=batch_size,
-            progress=f"budget {'none' if b is None else b}",
-        )
+        outs = generate(texts, budget=b, progress=f"budget {'none' if b is None else b}")
         for r, o in zip(rows, outs):
             vals = {
                 "accuracy": score(r["category"], r["metadata"], o.text, "on"),
@@ -239,16 +234,15 @@ def eval_budget_main(argv: list[str]) -> int:
     if cfg is None:
         return 0
     budgets = parse_budgets(cfg.budgets)
-    check_budgets(budgets, cfg.max_tokens)
+    check_budgets(budgets, cfg.max_tokens, cfg.grace)
     from posttrain.models import load_model, load_tokenizer
 
     ckpt = cfg.checkpoint
     tok = load_tokenizer(ckpt, what="checkpoint")  # raises when there is no chat template
     model = load_model(ckpt, dtype=cfg.dtype, what="checkpoint")
     rows = load_rows(cfg.data, cfg.split, cfg.max_per_category)
-    res = budget_sweep(
-        model, tok, rows, budgets, max_tokens=cfg.max_tokens, grace=cfg.grace, batch_size=cfg.batch_size
-    )
+    engine = in_process(model, tok, max_tokens=cfg.max_tokens, grace=cfg.grace, batch_size=cfg.batch_size)
+    res = budget_sweep(engine, tok, rows, budgets)
     meta = {
         "checkpoint": str(ckpt),
         "data": cfg.data,

@@ -22,7 +22,7 @@ from typing import Any
 
 from posttrain import PosttrainError
 from posttrain.evals.rows import load_rows
-from posttrain.evals.sweep import budget_sweep, check_budgets, parse_budgets, plot
+from posttrain.evals.sweep import budget_sweep, check_budgets, in_process, parse_budgets, plot
 from posttrain.evals.sweep import to_markdown as sweep_markdown
 
 VARIANTS = {"with_truncation": "nano2_tiny", "no_truncation": "nano2_tiny_notrunc"}
@@ -76,14 +76,15 @@ def run_ablation(
     """Train both variants per seed, sweep budgets on each, write the reports; returns the aggregate."""
     from posttrain.models import load_model, load_tokenizer
 
-    check_budgets(budgets, max_tokens)
+    check_budgets(budgets, max_tokens, grace)
     per_seed: list[dict[str, Any]] = []
     for seed in seeds:
         ckpts = train_variants(out / f"seed{seed}", stages, seed, list(extra))
         rows_in = load_rows(str(out / f"seed{seed}" / "with_truncation" / "data"), "test", max_per_category)
         for variant, ckpt in ckpts.items():
             model, tok = load_model(ckpt), load_tokenizer(ckpt)
-            for r in budget_sweep(model, tok, rows_in, budgets, max_tokens=max_tokens, grace=grace):
+            engine = in_process(model, tok, max_tokens=max_tokens, grace=grace)
+            for r in budget_sweep(engine, tok, rows_in, budgets):
                 if r["domain"] == "all":
                     per_seed.append({"variant": variant, "checkpoint": ckpt, "seed": seed, **r})
     rows = aggregate(per_seed)

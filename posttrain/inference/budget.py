@@ -18,6 +18,12 @@ Algorithm (per prompt, batched with left padding, greedy when ``temperature == 0
    identical (rows the one pass cannot match token for token are re-run with two calls). With
    ``grace_tokens=0`` this reproduces ``ThinkingBudgetClient`` against ``posttrain serve`` token for token.
 
+Engines. ``budgeted`` runs the algorithm on any runner that can generate traces (step 1) and plain
+continuations: ``generate_budgeted`` in process (``_Runner``), ``vllm_server.generate_budgeted_http``
+over a server, which cannot stop a row mid-generation: it generates each trace to ``B + grace_tokens``
+and ``cut_traces`` cuts it where ``TraceStop`` would have stopped (greedy decoding is causal, so the cut
+run is the run that stopping there generates). An engine with its settings bound is a ``Generate``.
+
 ``budget=None`` is plain generation (one ``generate`` call, nothing inserted). Prompts that skip
 reasoning (``/no_think``: they end with ``<think></think>``) are plain generation too. ``budget=0``
 closes the trace at once (no grace window: the window only extends a trace that has started).
@@ -29,6 +35,7 @@ variant described for Nano 2 (the model card's client hard-cuts at ``B``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from weakref import WeakKeyDictionary
@@ -40,7 +47,7 @@ from posttrain.inference.generate import batch_starts, timed_generate
 from posttrain.inference.one_pass import Row, one_pass
 from posttrain.reasoning import MODEL_CARD_CLOSE, THINK_CLOSE, close_for, opens_trace, reasoning_end, split
 
-__all__ = ["MODEL_CARD_CLOSE", "BudgetResult", "generate_budgeted", "opens_trace"]
+__all__ = ["MODEL_CARD_CLOSE", "BudgetResult", "Generate", "budgeted", "generate_budgeted", "opens_trace"]
 DEFAULT_GRACE_TOKENS = 500
 
 _NEWLINE_MASKS: WeakKeyDictionary = WeakKeyDictionary()
@@ -58,6 +65,12 @@ class BudgetResult:
     forced_close: bool
     finish_reason: str  # "stop" (EOS) or "length"
     reasoning_on: bool
+
+
+# ``generate(texts, *, budget, progress)``: one engine's budgeted generation with its settings bound (a
+# ``functools.partial`` of ``generate_budgeted`` or ``generate_budgeted_http``): what the eval and the
+# budget sweep take
+Generate = Callable[..., list[BudgetResult]]
 
 
 def newline_mask(tok) -> torch.Tensor:
@@ -190,10 +203,33 @@ class _Runner:
                 continue
             stop = TraceStop(self.tok, budget, close_ids, nl, self.eos)
             for j, ids in enumerate(self.generate(chunk, cap, stop)):
-                ids = ids[: stop.lengths.get(j, cap)]
-                e = _first_eos(ids, self.eos)
-                out.append((ids if e is None else ids[:e], e is not None))
+                out.append(_cut(ids, stop.lengths.get(j, cap), self.eos))
         return out
+
+
+def _cut(ids: list[int], length: int, eos: set[int]) -> tuple[list[int], bool]:
+    """A trace stopped after ``length`` generated tokens: (its ids without EOS, ended by EOS)."""
+    ids = ids[:length]
+    e = _first_eos(ids, eos)
+    return (ids if e is None else ids[:e], e is not None)
+
+
+def cut_traces(
+    tok, runs: list[tuple[list[int], bool]], budget: int, cap: int
+) -> list[tuple[list[int], bool]]:
+    """Step 1 after the fact: each greedy run of ``cap`` tokens (ids without EOS, ended by EOS: then
+    shorter) cut where ``TraceStop`` stops it, replayed token by token over the finished runs."""
+    if cap == 0 or not runs:
+        return [([], False) for _ in runs]
+    eos = tok.eos_token_id
+    close_ids = tok(THINK_CLOSE, add_special_tokens=False)["input_ids"]
+    stop = TraceStop(tok, budget, close_ids, newline_mask(tok), {eos})
+    grid = torch.tensor([(ids + [eos] * cap)[:cap] for ids, _ in runs])  # EOS where a run ended
+    for t in range(1, cap + 1):
+        stop(grid[:, :t], None)
+        if len(stop.lengths) == len(runs):
+            break
+    return [_cut(row, stop.lengths.get(j, cap), {eos}) for j, row in enumerate(grid.tolist())]
 
 
 def _n_think(tok, ids: list[int], gen: str) -> int:
@@ -233,31 +269,52 @@ def generate_budgeted(
     token for token are re-run with two calls); ``stats``, if given, counts ``one_pass``/``two_call`` rows. Raises ``ValueError``
     for a negative budget, a budget over ``max_tokens`` or a negative grace window.
     """
+    model.eval()
+    run = _Runner(model, tok, temperature, top_p, batch_size, logits_processors, progress)
+    old_side, tok.padding_side = tok.padding_side, "left"
+    try:
+        return budgeted(
+            run, texts, budget=budget, max_tokens=max_tokens, grace_tokens=grace_tokens, close=close,
+            cached=cached, stats=stats,
+        )  # fmt: skip
+    finally:
+        tok.padding_side = old_side
+
+
+def budgeted(
+    run,
+    texts: list[str],
+    *,
+    budget: int | None,
+    max_tokens: int,
+    grace_tokens: int,
+    close: str | None = None,
+    cached: bool = False,
+    stats: dict | None = None,
+) -> list[BudgetResult]:
+    """Steps 1-3 on a runner: ``run.tok``, ``run.traces(texts, budget, cap)`` -> (trace ids without EOS,
+    ended by EOS) and ``run.finish(texts, limits)`` -> (text, ids with EOS, ended by EOS); ``cached``
+    (``one_pass``) needs the in-process ``_Runner``. Validates as ``generate_budgeted`` documents."""
     if max_tokens <= 0:
         raise ValueError(f"max_tokens must be > 0, got {max_tokens}")
     if budget is not None and not 0 <= budget <= max_tokens:
         raise ValueError(f"budget must be in [0, max_tokens={max_tokens}] or None, got {budget}")
     if grace_tokens < 0:
         raise ValueError(f"grace_tokens must be >= 0, got {grace_tokens}")
-    model.eval()
-    run = _Runner(model, tok, temperature, top_p, batch_size, logits_processors, progress)
+    tok = run.tok
     on = [opens_trace(t) for t in texts]
     think = [i for i in range(len(texts)) if on[i] and budget is not None]
     plain = [i for i in range(len(texts)) if not (on[i] and budget is not None)]
     results: list[BudgetResult | None] = [None] * len(texts)
-    old_side, tok.padding_side = tok.padding_side, "left"
-    try:
-        outs = run.finish([texts[i] for i in plain], [max_tokens] * len(plain))
-        for i, (text, ids, ended) in zip(plain, outs):
-            reasoning, content = split(text)[:2] if on[i] else ("", text)
-            k = _n_think(tok, ids, text) if on[i] else 0
-            finish = "stop" if ended else "length"
-            results[i] = BudgetResult(reasoning, content, text, k, len(ids), False, finish, on[i])
-        if think:
-            sub = [texts[i] for i in think]
-            _budgeted(run, sub, think, results, budget, max_tokens, grace_tokens, close, cached, stats)
-    finally:
-        tok.padding_side = old_side
+    outs = run.finish([texts[i] for i in plain], [max_tokens] * len(plain))
+    for i, (text, ids, ended) in zip(plain, outs):
+        reasoning, content = split(text)[:2] if on[i] else ("", text)
+        k = _n_think(tok, ids, text) if on[i] else 0
+        finish = "stop" if ended else "length"
+        results[i] = BudgetResult(reasoning, content, text, k, len(ids), False, finish, on[i])
+    if think:
+        sub = [texts[i] for i in think]
+        _budgeted(run, sub, think, results, budget, max_tokens, grace_tokens, close, cached, stats)
     return results  # type: ignore[return-value]
 
 

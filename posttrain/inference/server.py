@@ -4,7 +4,9 @@ Endpoints: ``GET /v1/models``, ``POST /v1/chat/completions``, ``POST /v1/complet
 runs at a time (a lock); greedy unless ``temperature > 0`` (default 0). Supported fields: ``model``,
 ``messages``/``prompt``, ``max_tokens`` (default: what is left of the context), ``temperature``,
 ``top_p``, ``stop``, ``n`` (1 only), ``seed``, ``tools``, ``chat_template_kwargs``, and vLLM's
-``add_generation_prompt`` / ``continue_final_message`` (top level or inside ``chat_template_kwargs``).
+``add_generation_prompt`` / ``continue_final_message`` (top level or inside ``chat_template_kwargs``) and
+``return_token_ids`` (``/v1/completions``: the choice's ``token_ids``, the generated ids, EOS included,
+not cut at a ``stop`` string; not with ``thinking_budget``).
 
 Like vLLM without a reasoning parser, chat ``content`` is the raw completion (reasoning, ``</think>``
 and answer), which is what the model card's ThinkingBudgetClient expects. ``continue_final_message``
@@ -127,8 +129,8 @@ class Engine:
     @torch.no_grad()
     def complete(
         self, prompt_ids: list[int], p: dict[str, Any], seed: int | None = None
-    ) -> tuple[str, str, int]:
-        """Generate from token ids; returns (text, finish_reason, completion tokens)."""
+    ) -> tuple[str, str, list[int]]:
+        """Generate from token ids; returns (text, finish_reason, generated ids, EOS included)."""
         ids = torch.tensor([prompt_ids], device=self.model.device)
         sample = p["temperature"] > 0
         with self.lock:
@@ -154,7 +156,7 @@ class Engine:
         for s in p["stop"]:
             if s in text:
                 text, finish = text[: text.index(s)], "stop"
-        return text, finish, len(new)
+        return text, finish, new
 
     def budgeted(self, prompt: str, p: dict[str, Any], body: dict[str, Any]) -> tuple[str, str, int]:
         """Server-side budget (extension): ``thinking_budget`` [+ ``thinking_grace_tokens``], see budget.py."""
@@ -194,10 +196,15 @@ class Engine:
                 raise ApiError(400, "'prompt' is required: a string", "prompt", "missing")
         ids = self.tok(prompt, add_special_tokens=False)["input_ids"]
         p = self.params(body, len(ids), what)
+        new = None
         if body.get("thinking_budget") is not None:
+            if body.get("return_token_ids"):
+                msg = "return_token_ids cannot be combined with thinking_budget"
+                raise ApiError(400, msg, "return_token_ids", "invalid_value")
             text, finish, n = self.budgeted(prompt, p, body)
         else:
-            text, finish, n = self.complete(ids, p, body.get("seed"))
+            text, finish, new = self.complete(ids, p, body.get("seed"))
+            n = len(new)
         usage = {"prompt_tokens": len(ids), "completion_tokens": n, "total_tokens": len(ids) + n}
         head = {
             "id": f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex[:24]}",
@@ -209,6 +216,8 @@ class Engine:
             choice = {"index": 0, "message": msg, "finish_reason": finish, "logprobs": None}
             return {**head, "object": "chat.completion", "choices": [choice], "usage": usage}
         choice = {"index": 0, "text": text, "finish_reason": finish, "logprobs": None}
+        if body.get("return_token_ids") and new is not None:
+            choice["token_ids"] = new
         return {**head, "object": "text_completion", "choices": [choice], "usage": usage}
 
     def models(self) -> dict[str, Any]:

@@ -12,7 +12,8 @@ interpreter) and posttrain talks to it over HTTP only. Measured on this 2-core m
 - greedy completions from our tiny NemotronH checkpoint equal HF ``generate``'s token for token.
 
 ``complete`` sends raw prompts to ``/v1/completions`` (prompts rendered by our chat template, exactly
-the text the HF engine tokenises) with bounded concurrency; the budgeted path is
+the text the HF engine tokenises) with bounded concurrency; ``generate_budgeted_http`` is the in-process
+budget algorithm over those requests (the grace window included); the model card's chat client is
 ``posttrain.inference.client.ThinkingBudgetClient``, which works against any OpenAI-compatible server.
 """
 
@@ -186,6 +187,37 @@ def complete(
         return list(pool.map(one, zip(prompts, caps, seeds)))
 
 
+class _HttpRunner:
+    """The two phases ``budget.budgeted`` asks of an engine, as ``/v1/completions`` requests: ``traces``
+    generates each trace in one request of ``cap`` tokens and cuts it where the in-process stop would
+    (``budget.cut_traces``); ``finish`` is plain generation. Texts are decoded from the returned token
+    ids (EOS included, as in ``usage``), as in process: a cut can fall inside a multi-byte character."""
+
+    def __init__(self, url: str, model: str, tok: Any, concurrency: int):
+        self.url, self.model, self.tok, self.concurrency = url, model, tok, concurrency
+
+    def _ids(self, texts: list[str], caps: list[int]) -> list[tuple[list[int], bool]]:
+        out = []
+        for c in complete(self.url, self.model, texts, max_tokens=caps, concurrency=self.concurrency):
+            if len(c.ids) != c.tokens:
+                raise PosttrainError(
+                    f"vLLM /v1/completions: {len(c.ids)} token ids for {c.tokens} completion tokens; "
+                    "budgeted generation needs the server's return_token_ids"
+                )
+            out.append((list(c.ids), c.finish_reason == "stop"))
+        return out
+
+    def finish(self, texts: list[str], limits: list[int]) -> list[tuple[str, list[int], bool]]:
+        dec = self.tok.decode
+        return [(dec(ids, skip_special_tokens=True), ids, end) for ids, end in self._ids(texts, limits)]
+
+    def traces(self, texts: list[str], budget: int, cap: int) -> list[tuple[list[int], bool]]:
+        from posttrain.inference.budget import cut_traces
+
+        runs = self._ids(texts, [cap] * len(texts))
+        return cut_traces(self.tok, [(ids[:-1] if end else ids, end) for ids, end in runs], budget, cap)
+
+
 def generate_budgeted_http(
     url: str,
     model: str,
@@ -194,54 +226,24 @@ def generate_budgeted_http(
     *,
     budget: int | None,
     max_tokens: int,
+    grace_tokens: int = 0,
+    close: str | None = None,
     concurrency: int = 8,
+    progress: str | None = None,
 ) -> list[Any]:
-    """``posttrain.inference.budget.generate_budgeted`` (greedy, ``grace_tokens=0``) over the server's
-    ``/v1/completions``: the model card's two calls, closing with our template's separator.
+    """``posttrain.inference.budget.generate_budgeted`` (greedy) over the server's ``/v1/completions``:
+    the same algorithm as the in-process two-call path, so greedy results equal in-process ones.
 
-    1. A prompt that opens a trace, with a budget ``B``: generate at most ``B`` tokens. EOS ends it; a
-       trace still open gets the close appended; the text so far is continued with the tokens left.
-    2. Otherwise one call of ``max_tokens``.
-    Thinking tokens are the first call's ``usage`` for a forced close, else counted by re-tokenising
-    the trace (``budget._n_think``); the total is the server's ``usage``. Returns ``BudgetResult``s, so the eval scores both engines with the same code.
+    1. A prompt that opens a trace, with a budget ``B``: one request of ``min(B + grace_tokens,
+       max_tokens)`` tokens, cut where the in-process stop would end the trace (the first newline token
+       after ``B``, a ``</think>``, EOS); a trace still open gets the close appended (``close``: default
+       our template's separator); the text so far is continued with the tokens left (a second request).
+       ``grace_tokens=0`` is the model card's client (hard cut at ``B``).
+    2. Otherwise one request of ``max_tokens``.
+    Token counts come from the returned ids, as in process; ``progress`` is accepted for the
+    ``budget.Generate`` shape (requests show no progress bar). Returns ``BudgetResult``s.
     """
-    from posttrain.inference.budget import BudgetResult, _n_think
-    from posttrain.reasoning import THINK_CLOSE, close_for, opens_trace, split
+    from posttrain.inference.budget import budgeted
 
-    on = [opens_trace(t) for t in texts]
-    capped = [on[i] and budget is not None for i in range(len(texts))]
-    first = complete(
-        url,
-        model,
-        texts,
-        max_tokens=[budget if c else max_tokens for c in capped],
-        concurrency=concurrency,
-    )
-    gen, forced = [f.text for f in first], [False] * len(texts)
-    used = [f.tokens for f in first]
-    finish = [f.finish_reason for f in first]
-    todo = [i for i, c in enumerate(capped) if c and finish[i] == "length" and max_tokens - used[i] > 0]
-    for i in todo:
-        if THINK_CLOSE not in gen[i]:
-            gen[i], forced[i] = gen[i] + close_for(texts[i] + gen[i]), True
-    if todo:
-        more = complete(
-            url,
-            model,
-            [texts[i] + gen[i] for i in todo],
-            max_tokens=[max_tokens - used[i] for i in todo],
-            concurrency=concurrency,
-        )
-        for i, m in zip(todo, more):
-            gen[i], used[i], finish[i] = gen[i] + m.text, used[i] + m.tokens, m.finish_reason
-    out = []
-    for i, text in enumerate(gen):
-        head, tail, closed = split(text)
-        ids = tok(text, add_special_tokens=False)["input_ids"]
-        if forced[i]:
-            think = first[i].tokens  # the trace is the first call's tokens
-        else:
-            think = _n_think(tok, ids, text) if on[i] else 0
-        reasoning, content = (head, tail) if closed else ((text, "") if on[i] else ("", text))
-        out.append(BudgetResult(reasoning, content, text, think, used[i], forced[i], finish[i], on[i]))
-    return out
+    run = _HttpRunner(url, model, tok, concurrency)
+    return budgeted(run, texts, budget=budget, max_tokens=max_tokens, grace_tokens=grace_tokens, close=close)

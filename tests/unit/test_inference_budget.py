@@ -13,6 +13,7 @@ from posttrain.evals.sweep import (
     budget_sweep,
     check_budgets,
     eval_budget_main,
+    in_process,
     parse_budgets,
     write_report,
 )
@@ -187,7 +188,7 @@ def test_budget_sweep_rows_and_report(tiny, tmp_path):
             "metadata": '{"constraints": [{"kind": "max_words", "value": 100}]}',
         },
     ]
-    res = budget_sweep(model, tok, rows, [0, 2, None], max_tokens=6, grace=1)
+    res = budget_sweep(in_process(model, tok, max_tokens=6, grace=1), tok, rows, [0, 2, None])
     assert [(r["budget"], r["domain"]) for r in res][:3] == [(0, "chat"), (0, "math"), (0, "all")]
     by = {(r["budget"], r["domain"]): r for r in res}
     assert (
