@@ -39,7 +39,13 @@ def probe(model, tok, rows, mode: str, k: int, temperatures: list[float], max_ne
     }
     for t in temperatures:
         samples = generate_texts(
-            model, tok, texts, max_new_tokens=max_new_tokens, temperature=t, num_return_sequences=k, batch_size=16
+            model,
+            tok,
+            texts,
+            max_new_tokens=max_new_tokens,
+            temperature=t,
+            num_return_sequences=k,
+            batch_size=16,
         )
         scores = [[strict(r, s) for s in group] for r, group in zip(rows, samples)]
         out[f"T{t:g}"] = {
@@ -77,7 +83,9 @@ def main() -> None:
     math = rl.filter(lambda c: c == "math", input_columns="category").shuffle(seed=1)
     rows = list(math.select(range(min(args.prompts, len(math)))))
     t0 = time.time()
-    res = {m: probe(model, tok, rows, m, args.k, args.temperatures, args.max_new_tokens) for m in ("on", "off")}
+    res = {
+        m: probe(model, tok, rows, m, args.k, args.temperatures, args.max_new_tokens) for m in ("on", "off")
+    }
     out = {
         "checkpoint": ckpt,
         "prompts": len(rows),
