@@ -79,7 +79,19 @@ def write_rows(n: int, path: Path, procs: int) -> float:
 
 
 CHILD = """
-import json, resource, sys, time
+import json, re, resource, sys, threading, time
+# ru_maxrss also counts the file pages of memory-mapped Arrow views (page cache, reclaimable), which grow
+# with the output; the parent's anonymous (heap) peak is sampled from /proc where there is one.
+anon = [0]
+def _sample():
+    while True:
+        try:
+            s = open("/proc/self/status").read()
+        except OSError:
+            return
+        anon[0] = max(anon[0], int(re.search(r"RssAnon:\\s+(\\d+)", s).group(1)))
+        time.sleep(0.2)
+threading.Thread(target=_sample, daemon=True).start()
 from data_recipes.build import build_recipe
 from data_recipes.config import RecipeConfig
 from posttrain.models.tokenizer import build_tokenizer
@@ -94,7 +106,7 @@ dt, dc = time.perf_counter() - t0, cpu() - c0
 mib = lambda who: resource.getrusage(who).ru_maxrss / 1024
 print(json.dumps({"seconds": dt, "cpu_seconds": dc, "kept": m["counts"]["total"] - m["off_pairs"], "off_pairs": m["off_pairs"], "dropped": m["dropped"]["dedup"],
                   "rejected": m["rejected"]["count"], "rss_parent_mib": mib(resource.RUSAGE_SELF),
-                  "rss_worker_mib": mib(resource.RUSAGE_CHILDREN)}))
+                  "rss_worker_mib": mib(resource.RUSAGE_CHILDREN), "anon_parent_mib": anon[0] / 1024 or None}))
 """
 
 
@@ -135,6 +147,7 @@ def build_once(rows: Path, out: Path, streaming: bool, procs: int, limit: int, c
         "peak_rss_mib": round(max(got["rss_parent_mib"], got["rss_worker_mib"]), 1),
         "peak_rss_parent_mib": round(got["rss_parent_mib"], 1),
         "peak_rss_worker_mib": round(got["rss_worker_mib"], 1),
+        "peak_anon_parent_mib": round(got["anon_parent_mib"], 1) if got["anon_parent_mib"] else None,
     }
 
 
@@ -162,6 +175,7 @@ def run(n: int, procs: list[int], baseline_rows: int) -> dict:
         "rows_per_s_per_process": best["rows_per_s_per_process"],
         "processes": best["processes"],
         "peak_rss_mib": best["peak_rss_mib"],
+        "peak_anon_parent_mib": best["peak_anon_parent_mib"],
         "kept_after_dedup": best["kept_after_dedup"],
         "kept_fraction": round(best["kept_after_dedup"] / n, 4),
         "speedup_vs_in_memory_1proc": round(one["rows_per_s"] / base["rows_per_s"], 2) if one else None,
@@ -171,11 +185,13 @@ def run(n: int, procs: list[int], baseline_rows: int) -> dict:
 
 
 def table(r: dict) -> str:
-    head = "mode|processes|rows in|s|rows/s|rows/s/process|rows/CPU-s|kept|peak RSS MiB".split("|")
+    head = "mode|processes|rows in|s|rows/s|rows/s/process|rows/CPU-s|kept|peak RSS MiB|heap MiB".split("|")
     keys = "mode processes rows_in seconds rows_per_s rows_per_s_per_process rows_per_cpu_s".split()
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for x in r["runs"]:
-        vals = [str(x[k]) for k in keys] + [str(x["kept_after_dedup"]), str(x["peak_rss_mib"])]
+        vals = [str(x[k]) for k in keys] + [
+            str(x[k]) for k in ("kept_after_dedup", "peak_rss_mib", "peak_anon_parent_mib")
+        ]
         lines.append("| " + " | ".join(vals) + " |")
     return "\n".join(lines)
 
