@@ -107,6 +107,11 @@ class RecipeConfig:
     math_tasks: dict[str, Any] = _f(
         _TINY_MATH, "reasoning-gym tasks for the math domain: name -> {weight, **dataset config kwargs}."
     )
+    math_place_value: bool = _f(
+        False,
+        "Write 2-digit +, - and x steps of math traces in place-value parts (57 + 80 = 137. 137 + 7 = 144.) "
+        "and a - b with a < b as -(b - a).",
+    )
     decontam_sets: list[str] = _f(
         ["human_eval"], "Eval sets to decontaminate against: 'human_eval' or .jsonl/.parquet paths."
     )

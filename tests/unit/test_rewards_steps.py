@@ -84,3 +84,28 @@ def test_steps_earn_nothing_outside_a_well_formed_think_trace():
         prompts[:1], ["8 + 7 = 15.\n</think>\n\\boxed{15}"], category=["math"], reasoning=["on"]
     )
     assert ok == [1.0]
+
+
+@settings(max_examples=80, deadline=None)
+@given(expressions())
+def test_place_value_traces_are_right_step_by_step_and_end_at_the_value(expr):
+    """Every place-value line is one right ``a op b = c`` (the form ``rewards.steps`` checks), no
+    line needs a fact with two 2-digit operands except a 2-digit product, and the last value is exact."""
+    import re
+    from fractions import Fraction
+
+    from posttrain.rewards.steps import _BINARY, _NEGATION, _OPS
+
+    steps = expression_steps(expr, place_value=True)
+    for line in steps:
+        m, neg = _BINARY.match(line), _NEGATION.match(line)
+        assert m or neg, line
+        if m:
+            a, op, b, c = Fraction(m[1]), m[2], Fraction(m[3]), Fraction(m[4])
+            assert _OPS[op](a, b) == c, line
+            two_digit = [x for x in (a, b) if abs(x) >= 10 and x % 10]
+            assert len(two_digit) < 2 or op == "*" or min(a, b) < 0, line
+    final = steps[-1].rsplit("= ", 1)[1].rstrip(".")
+    assert Fraction(final) == Fraction(eval(expr))  # noqa: S307 (a generated integer expression)
+    assert len(steps) >= len(expression_steps(expr))
+    assert all(re.search(r"\d", s) for s in steps)
