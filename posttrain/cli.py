@@ -20,37 +20,18 @@ import os
 import sys
 from pathlib import Path
 
-from posttrain import PosttrainError
+from posttrain import PosttrainError, console
 from posttrain.config.compose import CONFIG_DIR, compose
 
 __all__ = ["CONFIG_DIR", "compose", "main"]
 
 
 def quiet(libraries: bool = True) -> None:
-    """Keep the console readable: library warnings off unless POSTTRAIN_VERBOSE=1.
-
-    The verbosity is set through the libraries' own environment variables, read when they are first
-    imported, so a command that never trains (``status``, ``memory``, ``report``, ``data inspect``) does
-    not pay 4-7 s to import torch, transformers and datasets. ``libraries=True`` also imports them, for
-    the settings that have no variable: the weight-loading progress bars and DeepSpeed's accelerator.
-    """
-    if os.environ.get("POSTTRAIN_VERBOSE") == "1":
-        return
-    import warnings
-
-    warnings.filterwarnings("ignore")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("DATASETS_VERBOSITY", "error")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    os.environ.setdefault("WANDB_SILENT", "true")
-    if not libraries:
-        return
-    import torch
-    import transformers
-
-    if not torch.cuda.is_available():  # DeepSpeed (imported by TRL) warns when it has to guess the CPU
-        os.environ.setdefault("DS_ACCELERATOR", "cpu")
-    transformers.logging.disable_progress_bar()  # weight loading/saving bars; the Trainer's bar stays
+    """Library warnings off (``posttrain.console``); ``libraries=True`` also imports torch and
+    transformers for the settings that have no environment variable."""
+    console.quiet()
+    if libraries:
+        console.quiet_libraries()
 
 
 # Commands that never train: quiet() leaves the libraries to be imported when (and if) they are
@@ -95,7 +76,7 @@ def cmd_run(argv: list[str]) -> int:
         from data_recipes.errors import DataError
         from posttrain.pipeline.status import print_status
 
-        quiet()
+        quiet(libraries=False)  # the runner imports the libraries when a stage runs (console.py)
         try:
             launch(cfg)
         except (PosttrainError, DataError) as e:

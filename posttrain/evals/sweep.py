@@ -17,12 +17,13 @@ import math
 from collections import defaultdict
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from posttrain import PosttrainError
 from posttrain.evals.rows import load_rows
-from posttrain.inference.budget import Generate, generate_budgeted
-from posttrain.inference.generate import render_prompts, with_reasoning_mode
+
+if TYPE_CHECKING:  # the engine modules import torch and transformers (~3 s); the config checks that
+    from posttrain.inference.budget import Generate  # read check_budgets here must not pay for them
 
 COLUMNS = (
     "budget",
@@ -77,6 +78,8 @@ def check_budgets(budgets: list[int | None], max_tokens: int, grace: int = 0) ->
 
 def force_think(prompt: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Strip reasoning flags from every message and put ``/think`` into the system turn."""
+    from posttrain.inference.generate import with_reasoning_mode
+
     return with_reasoning_mode(prompt, "on")
 
 
@@ -87,6 +90,8 @@ def _mean(xs: list[float]) -> float:
 def in_process(model, tok, *, max_tokens: int, grace: int, batch_size: int = 8) -> Generate:
     """The sweep's engine without a server (``eval budget``, ``ablate``, ``bench/budget.py``, the eval
     stage's ``engine=hf``): ``generate_budgeted`` on ``model`` with these settings bound."""
+    from posttrain.inference.budget import generate_budgeted
+
     return partial(
         generate_budgeted, model, tok, max_tokens=max_tokens, grace_tokens=grace, batch_size=batch_size
     )
@@ -98,6 +103,7 @@ def budget_sweep(
     """One metrics dict per (budget, domain) (domain ``all`` included), budgets in the given order.
     ``generate(texts, *, budget, progress)`` is the engine (``in_process``, or the eval stage's vLLM
     server), its max_tokens, grace window and batch size bound; check them with ``check_budgets``."""
+    from posttrain.inference.generate import render_prompts
     from posttrain.rewards import score
     from posttrain.rewards.format import format_reward
 

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from posttrain.launch.preempt import PreemptionCallback, PreemptionHandler, requeue_self
+from posttrain.launch.preempt import PreemptionHandler, requeue_self
 
 
 class Preemption:
@@ -19,7 +19,11 @@ class Preemption:
 
     def __init__(self, handler: PreemptionHandler | None):
         self.handler = handler
-        self.callbacks: list[Any] = [PreemptionCallback(handler)] if handler is not None else []
+        self.callbacks: list[Any] = []
+        if handler is not None:  # imported here: the callback class imports transformers' Trainer (~3 s)
+            from posttrain.launch.preempt import PreemptionCallback
+
+            self.callbacks.append(PreemptionCallback(handler))
 
     def preempted(self) -> bool:
         return any(cb.preempted for cb in self.callbacks)

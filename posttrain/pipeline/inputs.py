@@ -13,7 +13,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from posttrain import models
-from posttrain.models import initial_checkpoint, load_tokenizer
+from posttrain.models import initial, template
 from posttrain.pipeline import integrity
 from posttrain.pipeline.fingerprint import code_version, fingerprint
 from posttrain.pipeline.manifest import (
@@ -43,7 +43,7 @@ def init_stage(cfg: DictConfig, run_dir: Path) -> Manifest:
     """``00_init``: the starting checkpoint (see ``initial_checkpoint``), recreated when its files changed."""
     stage_dir = run_dir / "00_init"
     model_cfg = OmegaConf.to_object(cfg.model)
-    fp = fingerprint("init", model_cfg, code_version(models.initial, models.template))
+    fp = fingerprint("init", model_cfg, code_version(initial, template))
     m = load_manifest(stage_dir)
     if m and m.status == "done" and m.fingerprint == fp:
         why = output_problem(stage_dir, m)
@@ -51,7 +51,7 @@ def init_stage(cfg: DictConfig, run_dir: Path) -> Manifest:
             return m
         log.warning("stage init: %s; recreating it", why)
     m = Manifest(stage=INIT, kind="init", status="running", fingerprint=fp, started_at=time.time())
-    m.checkpoint, m.metrics = initial_checkpoint(model_cfg, stage_dir / "checkpoint")
+    m.checkpoint, m.metrics = models.initial_checkpoint(model_cfg, stage_dir / "checkpoint")
     m.files = integrity.record(stage_dir)
     m.status, m.finished_at = "done", time.time()
     save_manifest(stage_dir, m)
@@ -81,7 +81,7 @@ def build_data(cfg: DictConfig, run_dir: Path, checkpoint: str) -> dict[str, Any
     recipe = OmegaConf.to_object(cfg.data)
     tok = None
     if recipe.tokenizer is None:
-        tok = load_tokenizer(checkpoint, trust_remote_code=cfg.model.trust_remote_code)
+        tok = models.load_tokenizer(checkpoint, trust_remote_code=cfg.model.trust_remote_code)
     data_dir, rec_path = run_dir / "data", run_dir / DATA_RECORD
     rec = read_json(rec_path) if rec_path.exists() else None
     intact = (data_dir / "manifest.json").exists()

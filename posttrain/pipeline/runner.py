@@ -30,19 +30,16 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from data_recipes.fingerprint import content_hash
-from posttrain import PosttrainError
+from posttrain import PosttrainError, console
 from posttrain.launch.preempt import PREEMPTED_EXIT_CODE
 from posttrain.launch.preemption import preemption
-from posttrain.models import check_checkpoint
 from posttrain.pipeline import integrity
 from posttrain.pipeline.fingerprint import code_version, fingerprint
 from posttrain.pipeline.inputs import build_data, init_stage, output_problem
 from posttrain.pipeline.lock import RunLock, acquire
 from posttrain.pipeline.manifest import Manifest, load_manifest, read_digest, save_manifest, write_json_atomic
 from posttrain.pipeline.plan import INIT, PlannedStage, build_plan, claims_of
-from posttrain.stages import stage_module
-from posttrain.stages.base import HandedOff, Preempted, StageInputs
-from posttrain.tracking.jsonl import MetricsCallback
+from posttrain.stages import stage_module, stage_module_name
 from posttrain.tracking.wandb import stage_run
 
 log = logging.getLogger("posttrain")
@@ -59,14 +56,16 @@ def stage_fingerprint(p: PlannedStage, input_fps: dict[str, str], data_fp: str, 
     """Hash of everything a stage's output depends on: its kind and resolved config, its inputs'
     fingerprints, the data views' content, the code it runs, and its seed (``stage_seed``: data order,
     sampling and the Trainer's seed; before it was hashed, ``seed=1`` on a finished run reused seed 0)."""
-    mod = stage_module(p.kind)
     cfg = OmegaConf.to_container(p.cfg, resolve=True)
-    return fingerprint(p.kind, cfg, input_fps, data_fp, code_version(mod), {"seed": stage_seed(p, seed)})
+    code = code_version(stage_module_name(p.kind))  # hashed from source: no import (TRL, torch) here
+    return fingerprint(p.kind, cfg, input_fps, data_fp, code, {"seed": stage_seed(p, seed)})
 
 
 def _ref_fingerprint(ref: str, fps: dict[str, str], what: str) -> str:
     if ref in fps:
         return fps[ref]
+    from posttrain.models import check_checkpoint  # imports torch and transformers (~3 s): only when needed
+
     check_checkpoint(ref, what=what)  # an external path / hub id: fail before any work
     return fingerprint("external", ref)
 
@@ -237,6 +236,10 @@ def run_stage(p: PlannedStage, cfg: DictConfig, prep: Prepared) -> Manifest:
     if prep.is_done(p.name):
         log.info("stage %s: done (fingerprint %s), skipping", p.name, prep.fps[p.name][:10])
         return prep.manifest(p.name)
+    console.quiet_libraries()  # torch, transformers and the stage code load here, not at CLI start-up
+    from posttrain.stages.base import HandedOff, Preempted, StageInputs
+    from posttrain.tracking.jsonl import MetricsCallback
+
     ckpt = _checkpoint_of(p.input, prep, p.name)
     ckpts = {role: _checkpoint_of(ref, prep, p.name) for role, ref in p.refs.items()}
     datasets = {ref: prep.dirs[ref] for ref in p.refs.values() if ref in prep.dirs}

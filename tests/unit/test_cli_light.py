@@ -61,3 +61,51 @@ def test_export_usage_and_missing_out():
         subprocess.run([sys.executable, "-m", "posttrain.cli", "export", "x"], capture_output=True).returncode
         == 2
     )
+
+
+PLAN_PROBE = """
+import json, sys
+from posttrain.config.compose import compose
+from posttrain.pipeline.plan import INIT, build_plan
+from posttrain.pipeline.runner import plan_fingerprints
+plan = build_plan(compose(sys.argv[1:]))
+fps = plan_fingerprints(plan, "init", "data")
+print(json.dumps({"stages": [p.name for p in plan], "fps": len(fps),
+                  "heavy": sorted(m for m in ("torch", "transformers", "trl", "peft") if m in sys.modules)}))
+"""
+
+
+@pytest.mark.parametrize("pipeline", ["nano2_smoke", "nano2_smollm"])
+def test_planning_a_pipeline_imports_no_training_library(tmp_path, pipeline):
+    """Validating every stage and fingerprinting the plan (what `run` does before its first stage, and
+    all a Slurm submission needs) reads sources, not modules: no torch, transformers, TRL or PEFT."""
+    out = subprocess.run(
+        [sys.executable, "-c", PLAN_PROBE, f"pipeline={pipeline}", f"run_dir={tmp_path}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["heavy"] == [] and "eval" in got["stages"] and got["fps"] == len(got["stages"]) + 1
+
+
+EXIT_PROBE = """
+import json, sys
+from posttrain.cli import main
+try:
+    rc = main(sys.argv[1:])
+except SystemExit as e:
+    rc = e.code
+print(json.dumps({"rc": rc, "heavy": sorted(m for m in ("torch", "transformers") if m in sys.modules)}))
+"""
+
+
+def test_a_bad_stage_value_fails_before_any_library_loads(tmp_path):
+    """A bad sweep budget in `posttrain run` is a one-line error, and torch was never imported."""
+    argv = ["run", "pipeline=nano2_smoke", f"run_dir={tmp_path}", "stage.eval.sweep_budgets=[-1]"]
+    out = subprocess.run(
+        [sys.executable, "-c", EXIT_PROBE, *argv], capture_output=True, text=True, timeout=120
+    )
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == {"rc": 2, "heavy": []}
+    assert "sweep_budgets" in out.stderr.strip().splitlines()[-1]
