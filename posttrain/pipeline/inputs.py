@@ -12,7 +12,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from posttrain import models
+from posttrain import console, models
 from posttrain.models import initial, template
 from posttrain.pipeline import integrity
 from posttrain.pipeline.fingerprint import code_version, fingerprint
@@ -51,6 +51,7 @@ def init_stage(cfg: DictConfig, run_dir: Path) -> Manifest:
             return m
         log.warning("stage init: %s; recreating it", why)
     m = Manifest(stage=INIT, kind="init", status="running", fingerprint=fp, started_at=time.time())
+    console.quiet_libraries()  # building or importing the model loads torch and transformers here
     m.checkpoint, m.metrics = models.initial_checkpoint(model_cfg, stage_dir / "checkpoint")
     m.files = integrity.record(stage_dir)
     m.status, m.finished_at = "done", time.time()
