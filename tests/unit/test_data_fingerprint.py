@@ -26,6 +26,7 @@ CHANGES = {
     "on_error": "skip",
     "tokenizer": "/some/where",
     "math_tasks": {"chain_sum": {"weight": 1.0}},
+    "math_place_value": True,
     "decontam_sets": [],
     "dedup": False,
     "code_tests": 4,
