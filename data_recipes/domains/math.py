@@ -16,7 +16,9 @@ checks every line): ``57 + 87`` -> ``57 + 80 = 137.`` ``137 + 7 = 144.``; ``87 -
 (a negative result) -> the steps of ``57 - 23`` then ``-(34) = -34.``. Products of two 2-digit numbers
 stay one line. Why: on SmolLM2-135M the errors left after SFT and GRPO were 2-digit arithmetic facts
 (2-digit + 0.65, 2-digit - 0.33, negative results 0.09-0.42, 1-digit + 0.97 per step); this is a
-data-recipe departure, the report's math traces come from a large teacher.
+data-recipe departure, the report's math traces come from a large teacher. Measured on that model it
+lowered held-out accuracy at every stage (runs/pv1, docs/real_model_history.md), so no shipped recipe
+turns it on.
 
 The answer line is ``The answer is \\boxed{<answer>}``; metadata is ``{"answer", "source"}`` and
 reasoning-gym's scorer accepts the boxed answer once extracted.
@@ -75,7 +77,7 @@ def _place_value(a: int, sym: str, b: int) -> list[str] | None:
 
 
 def _step(a: Fraction, sym: str, b: Fraction, value: Fraction, place_value: bool) -> list[str]:
-    if place_value and a.denominator == b.denominator == 1 and sym != "/":
+    if place_value and a.denominator == b.denominator == 1:  # division: _place_value returns None
         parts = _place_value(int(a), sym, int(b))
         if parts:
             return parts
