@@ -22,7 +22,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def wandb_records(run_file: Path) -> list:
     """Decode a ``run-<id>.wandb`` transaction log (a 7-byte ``:W&B`` header, then LevelDB-log
-    framed blocks of 32 KiB, each record a ``wandb_internal_pb2.Record``)."""
+    framed blocks of 32 KiB, each record a ``wandb_internal_pb2.Record``). A record still being
+    written (its payload runs past the end of the file) ends the list; it is not parsed."""
     from wandb.proto import wandb_internal_pb2 as pb
 
     data, pos, buf, out = run_file.read_bytes(), 7, b"", []
@@ -33,6 +34,8 @@ def wandb_records(run_file: Path) -> list:
         if kind == 0:
             pos += left
             continue
+        if pos + 7 + length > len(data):
+            break  # wandb-core is still writing this record; the caller polls again
         chunk, pos = data[pos + 7 : pos + 7 + length], pos + 7 + length
         buf = chunk if kind in (1, 2) else buf + chunk
         if kind in (1, 4):
