@@ -73,13 +73,23 @@ def probe(model, tok, rows, mode: str, k: int, temperatures: list[float], max_ne
 
 
 def paired(model: dict, base: dict) -> dict:
-    """Per mode and metric: checkpoint minus baseline, mean and paired bootstrap 95 % interval."""
+    """Per mode and metric: checkpoint minus baseline, mean and paired bootstrap 95 % interval. Under
+    ``both`` each prompt's score is the mean of its modes, so the bootstrap resamples prompts (the two
+    renderings of one prompt are not independent items)."""
     from posttrain.evals.stats import paired_diff
+
+    def mean_modes(res: dict, m: str) -> list[float]:
+        per = [r["per_prompt"][m] for r in res.values()]
+        return [sum(v) / len(v) for v in zip(*per)]
 
     out = {}
     for mode, res in model.items():
         a, b = res["per_prompt"], base[mode]["per_prompt"]
         out[mode] = {m: [round(x, 4) for x in paired_diff(a[m], b[m])] for m in a}
+    metrics = next(iter(model.values()))["per_prompt"]
+    out["both"] = {
+        m: [round(x, 4) for x in paired_diff(mean_modes(model, m), mean_modes(base, m))] for m in metrics
+    }
     return out
 
 
